@@ -1,1 +1,5 @@
-//! abo-plan
+//! Planning: from configuration to a [`Plan`] of builders, steps, schedulers and pollers.
+
+pub mod model;
+
+pub use model::*;

@@ -5,6 +5,7 @@
 //! interpolated by ConfigParser rules. Each value keeps the place it was written, so that
 //! later stages can point at it in a diagnostic.
 
+use crate::diag::Diagnostic;
 use std::collections::BTreeMap;
 
 /// One option value with where it was written.
@@ -85,4 +86,86 @@ impl ManifestSection {
             None => (self.file.as_str(), self.line),
         }
     }
+}
+
+/// Reads the sections of a parsed manifest, resolving `DEFAULT`, interpolation and
+/// `inherit` as the seed did. Sections come in file order; all mistakes are reported.
+pub fn read_manifest(ini: &crate::ini::Ini, manifest_dir: &str) -> (Vec<ManifestSection>, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    // Own options of every section, interpolated in the section's own context.
+    let mut own: BTreeMap<&str, BTreeMap<String, OptValue>> = BTreeMap::new();
+    for section in &ini.sections {
+        let mut options = BTreeMap::new();
+        for key in ini.section_keys(&section.name) {
+            let Some(found) = ini.get(&section.name, &key) else {
+                continue;
+            };
+            let (file, line) = match ini.raw(&section.name, &key) {
+                Some(entry) => (ini.file.clone(), entry.line),
+                None => (ini.file.clone(), section.line),
+            };
+            match found {
+                Ok(value) => {
+                    options.insert(key.clone(), OptValue { value, file, line });
+                }
+                Err(d) => diags.push(d),
+            }
+        }
+        own.insert(section.name.as_str(), options);
+    }
+
+    let mut sections = Vec::new();
+    for section in &ini.sections {
+        let mut chain = vec![section.name.as_str()];
+        let mut current = section.name.as_str();
+        // Walk up the `inherit` chain; the merged set is the root's options with each
+        // descendant's own options on top.
+        loop {
+            let Some(parent) = own[current].get("inherit") else {
+                break;
+            };
+            let parent_name = parent.value.trim();
+            if !own.contains_key(parent_name) {
+                diags.push(
+                    Diagnostic::new(
+                        &parent.file,
+                        parent.line,
+                        format!("section `{current}` inherits from `{parent_name}`, which is not a section of this manifest"),
+                    )
+                    .with_help(format!(
+                        "name one of: {}",
+                        ini.sections.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                    )),
+                );
+                break;
+            }
+            if chain.contains(&parent_name) {
+                diags.push(
+                    Diagnostic::new(
+                        &parent.file,
+                        parent.line,
+                        format!("`inherit` makes a cycle: {} -> {parent_name}", chain.join(" -> ")),
+                    )
+                    .with_help("remove one of the `inherit` options of the cycle"),
+                );
+                break;
+            }
+            chain.push(parent_name);
+            current = parent_name;
+        }
+        let mut options = BTreeMap::new();
+        for name in chain.iter().rev() {
+            for (k, v) in &own[name] {
+                options.insert(k.clone(), v.clone());
+            }
+        }
+        sections.push(ManifestSection {
+            name: section.name.clone(),
+            file: ini.file.clone(),
+            line: section.line,
+            manifest_dir: manifest_dir.to_string(),
+            options,
+        });
+    }
+    (sections, diags)
 }

@@ -1,1 +1,70 @@
-fn main() {}
+//! `abo`: the one command-line program — configuration checks, log analysis, and (as the
+//! project grows) the master and the worker.
+
+mod cmd;
+mod load;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "abo", version, about = "Continuous integration for Odoo/OpenERP buildouts", propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a small, commented master directory that passes `abo check`
+    Init(cmd::init::Args),
+    /// Read the configuration and print what abo would run
+    Check(cmd::check::Args),
+    /// Analyse an OpenERP/Odoo test log (the seed's analyze_oerp_tests, and modern Odoo)
+    AnalyzeLog(cmd::analyze::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Init(args) => cmd::init::run(args),
+        Command::Check(args) => cmd::check::run(args),
+        Command::AnalyzeLog(args) => cmd::analyze::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Options shared by the commands that read a master directory.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MasterDirArgs {
+    /// The master directory
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Settings file instead of DIR/master.toml
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Manifest file instead of those master.toml lists (repeatable)
+    #[arg(long = "manifest", value_name = "PATH")]
+    pub manifests: Vec<PathBuf>,
+    /// Workers file instead of DIR/workers.cfg (or DIR/slaves.cfg)
+    #[arg(long, value_name = "PATH")]
+    pub workers: Option<PathBuf>,
+}
+
+impl MasterDirArgs {
+    pub fn sources(&self) -> load::Sources {
+        load::Sources {
+            dir: self.dir.clone(),
+            config: self.config.clone(),
+            manifests: self.manifests.clone(),
+            workers: self.workers.clone(),
+        }
+    }
+}

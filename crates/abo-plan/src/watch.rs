@@ -357,8 +357,9 @@ fn poll_interval(section: &ManifestSection) -> Result<Option<u64>, Diagnostic> {
 /// buildout (AC-W11). `interval` is the smallest `poll-interval` of the sections watching
 /// it, else `default_interval`. Sorted by VCS, URL and working directory.
 ///
-/// Bad watch lines are reported here as by [`watch_table`], plus bad `poll-interval`s and a
-/// URL watched with two different VCSes.
+/// Reports bad `poll-interval`s and a URL watched with two different VCSes. Bad watch lines
+/// are left out without a word: [`watch_table`] reports them, and callers run it on every
+/// section anyway (for schedulers), so reporting them here too would say everything twice.
 pub fn pollers(
     sections: &[&ManifestSection],
     rewriter: &UrlRewriter,
@@ -375,10 +376,9 @@ pub fn pollers(
             diags.push(d);
             None
         });
-        let Some((lines, line_diags)) = read_watch_lines(section) else {
+        let Some((lines, _reported_by_watch_table)) = read_watch_lines(section) else {
             continue;
         };
-        diags.extend(line_diags);
         for line in lines {
             let (vcs0, where0) = *first_vcs
                 .entry(line.url.clone())

@@ -77,7 +77,8 @@ impl Diagnostics {
     }
     /// Sorted by file, then line, keeping the order of discovery among equals.
     pub fn sorted(mut self) -> Vec<Diagnostic> {
-        self.0.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        self.0
+            .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
         self.0
     }
 }

@@ -90,7 +90,10 @@ impl ManifestSection {
 
 /// Reads the sections of a parsed manifest, resolving `DEFAULT`, interpolation and
 /// `inherit` as the seed did. Sections come in file order; all mistakes are reported.
-pub fn read_manifest(ini: &crate::ini::Ini, manifest_dir: &str) -> (Vec<ManifestSection>, Vec<Diagnostic>) {
+pub fn read_manifest(
+    ini: &crate::ini::Ini,
+    manifest_dir: &str,
+) -> (Vec<ManifestSection>, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     // Own options of every section, interpolated in the section's own context.
     let mut own: BTreeMap<&str, BTreeMap<String, OptValue>> = BTreeMap::new();
@@ -120,10 +123,7 @@ pub fn read_manifest(ini: &crate::ini::Ini, manifest_dir: &str) -> (Vec<Manifest
         let mut current = section.name.as_str();
         // Walk up the `inherit` chain; the merged set is the root's options with each
         // descendant's own options on top.
-        loop {
-            let Some(parent) = own[current].get("inherit") else {
-                break;
-            };
+        while let Some(parent) = own[current].get("inherit") {
             let parent_name = parent.value.trim();
             if !own.contains_key(parent_name) {
                 diags.push(
@@ -144,7 +144,10 @@ pub fn read_manifest(ini: &crate::ini::Ini, manifest_dir: &str) -> (Vec<Manifest
                     Diagnostic::new(
                         &parent.file,
                         parent.line,
-                        format!("`inherit` makes a cycle: {} -> {parent_name}", chain.join(" -> ")),
+                        format!(
+                            "`inherit` makes a cycle: {} -> {parent_name}",
+                            chain.join(" -> ")
+                        ),
                     )
                     .with_help("remove one of the `inherit` options of the cycle"),
                 );

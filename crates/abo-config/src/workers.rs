@@ -110,9 +110,8 @@ pub fn read_workers(ini: &Ini) -> (Vec<Worker>, Vec<Diagnostic>) {
             let Some(found) = ini.get(&section.name, &key) else {
                 continue;
             };
-            let line = ini
-                .raw(&section.name, &key)
-                .map_or(section.line, |entry| entry.line);
+            let entry = ini.raw(&section.name, &key);
+            let line = entry.map_or(section.line, |entry| entry.line);
             let value = match found {
                 Ok(v) => v,
                 Err(d) => {
@@ -126,13 +125,14 @@ pub fn read_workers(ini: &Ini) -> (Vec<Worker>, Vec<Diagnostic>) {
                     worker.password = value;
                 }
                 "capability" => {
-                    // A multi-line value: one capability per non-blank line. The INI reader
-                    // dropped blank lines, so line numbers are counted on non-blank lines.
+                    // A multi-line value: one capability per line, each blamed on its
+                    // own line of the file.
                     for (i, cap_line) in value.lines().enumerate() {
                         if cap_line.trim().is_empty() {
                             continue;
                         }
-                        match parse_capability(cap_line, file, line + i as u32) {
+                        let cap_at = entry.map_or(line, |e| e.line_of(i));
+                        match parse_capability(cap_line, file, cap_at) {
                             Ok(c) => worker.capabilities.push(c),
                             Err(d) => diags.push(d),
                         }

@@ -167,20 +167,23 @@ impl Analyzer {
         } else {
             LineEnding::Lf
         };
-        let full_len = u64::try_from(bytes.len())
-            .unwrap_or(u64::MAX)
-            .saturating_add(overflow);
+        let length = LineLength {
+            bytes: u64::try_from(bytes.len())
+                .unwrap_or(u64::MAX)
+                .saturating_add(overflow),
+            overflowed: overflow > 0,
+        };
         let line = String::from_utf8_lossy(&bytes);
         // The seed's regexes see the line with its `\r`, as Python 2 did.
         let cr = if ending == LineEnding::CrLf { "\r" } else { "" };
-        self.scan(&line, cr, ending, full_len);
+        self.scan(&line, cr, ending, length);
         // Reuse the allocation for the next line.
         bytes.clear();
         self.partial = bytes;
     }
 
     /// Applies the seed's rules (on the raw line) and, if none matched, abo's (on the record).
-    fn scan(&mut self, line: &str, cr: &str, ending: LineEnding, full_len: u64) {
+    fn scan(&mut self, line: &str, cr: &str, ending: LineEnding, length: LineLength) {
         let number = self.lines;
         let hits = if cr.is_empty() {
             seed_set().matches(line)
@@ -199,7 +202,7 @@ impl Analyzer {
                     line: number,
                     label,
                     seed_label: true,
-                    text: keep(line, full_len),
+                    text: keep(line, length),
                     ending,
                 });
             }
@@ -216,7 +219,7 @@ impl Analyzer {
                 line: number,
                 label,
                 seed_label: false,
-                text: keep(&clean, full_len),
+                text: keep(&clean, length),
                 ending,
             });
         }
@@ -282,19 +285,26 @@ fn number(digits: Option<&str>) -> u64 {
     digits.map_or(0, |d| d.parse().unwrap_or(u64::MAX))
 }
 
+/// The size of a line in the log, which the kept text may no longer show.
+#[derive(Debug, Clone, Copy)]
+struct LineLength {
+    /// Bytes in the log, line ending excluded.
+    bytes: u64,
+    /// Whether bytes beyond [`MAX_SCANNED_LINE_BYTES`] were dropped.
+    overflowed: bool,
+}
+
 /// What is kept of a reported line: all of it up to [`MAX_KEPT_LINE_BYTES`], else a prefix cut
-/// on a character boundary and a marker with the line's full length in bytes.
-fn keep(line: &str, full_len: u64) -> String {
-    let truncated = line.len() > MAX_KEPT_LINE_BYTES
-        || u64::try_from(line.len()).map_or(true, |len| len < full_len);
-    if !truncated {
+/// on a character boundary and a marker with the line's length in the log.
+fn keep(line: &str, length: LineLength) -> String {
+    if line.len() <= MAX_KEPT_LINE_BYTES && !length.overflowed {
         return line.to_owned();
     }
     let mut cut = MAX_KEPT_LINE_BYTES.min(line.len());
     while !line.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!("{} [abo: line cut, {full_len} bytes]", &line[..cut])
+    format!("{} [abo: line cut, {} bytes]", &line[..cut], length.bytes)
 }
 
 /// Analyses a whole log held in memory (the same as feeding it to an [`Analyzer`]).
@@ -351,7 +361,8 @@ mod tests {
         assert_eq!(analysis.failures[0].text, "a CRITICAL b");
         assert_eq!(analysis.failures[0].ending, LineEnding::CrLf);
         // The seed's last regex needs one character after "modules": `\r` is one.
-        let line = "x openerp.modules.loading: At least one test failed when loading the modules\r\n";
+        let line =
+            "x openerp.modules.loading: At least one test failed when loading the modules\r\n";
         assert_eq!(analyze(line).failures[0].label, Label::AtLeastOneTestFailed);
         let line = "x openerp.modules.loading: At least one test failed when loading the modules\n";
         assert!(!analyze(line).failed);

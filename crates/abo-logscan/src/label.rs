@@ -47,13 +47,19 @@ pub enum Label {
 /// The seed's `FAILURE_REGEXPS`, in the order of its source dict literal (which is also the
 /// insertion order that fixes the Python 2 dict layout, see [`crate::py2dict`]).
 pub(crate) const SEED_RULES: [(Label, &str); 8] = [
-    (Label::FailureInPythonBlock, r"WARNING:tests[.].*AssertionError"),
+    (
+        Label::FailureInPythonBlock,
+        r"WARNING:tests[.].*AssertionError",
+    ),
     (Label::ErrorsDuringXymlTests, r"ERROR:tests[.]"),
     (
         Label::ErrorsDuringUnittest2Tests,
         r"at least one error occurred in a test",
     ),
-    (Label::ErrorsLoadingAddons, r"ERROR.*openerp: Failed to load"),
+    (
+        Label::ErrorsLoadingAddons,
+        r"ERROR.*openerp: Failed to load",
+    ),
     (Label::CriticalLogs, r"CRITICAL"),
     (Label::ErrorInitDb, r"Failed to initialize database"),
     (

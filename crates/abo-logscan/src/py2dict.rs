@@ -72,7 +72,10 @@ impl Py2Dict {
                 Some(existing) if existing == key => return slot,
                 Some(_) => {}
             }
-            i = (i << 2).wrapping_add(i).wrapping_add(perturb).wrapping_add(1);
+            i = (i << 2)
+                .wrapping_add(i)
+                .wrapping_add(perturb)
+                .wrapping_add(1);
             perturb >>= 5;
         }
     }
@@ -155,7 +158,11 @@ mod tests {
             (Label::AtLeastOneTestFailed, 0x8598495de462a212),
         ];
         for (label, hash) in expected {
-            assert_eq!(py2_str_hash(label.as_str().as_bytes()) as u64, hash, "{label}");
+            assert_eq!(
+                py2_str_hash(label.as_str().as_bytes()) as u64,
+                hash,
+                "{label}"
+            );
         }
         assert_eq!(py2_str_hash(b""), 0);
     }

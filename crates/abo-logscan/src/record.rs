@@ -122,7 +122,9 @@ mod tests {
     #[test]
     fn modern_prefix_forms() {
         assert_eq!(
-            head("2015-03-19 13:25:03,314 23693 ERROR testdb openerp.modules.loading: At least one"),
+            head(
+                "2015-03-19 13:25:03,314 23693 ERROR testdb openerp.modules.loading: At least one"
+            ),
             h("ERROR", "openerp.modules.loading", "At least one")
         );
         assert_eq!(
@@ -173,9 +175,13 @@ mod tests {
 
     #[test]
     fn ansi_codes_are_removed() {
-        let line = "2024-05-02 10:00:00,100 100 \x1b[1;31m\x1b[1;49mERROR\x1b[0m testdb odoo.x: FAIL: T.t";
+        let line =
+            "2024-05-02 10:00:00,100 100 \x1b[1;31m\x1b[1;49mERROR\x1b[0m testdb odoo.x: FAIL: T.t";
         let clean = strip_ansi(line);
-        assert_eq!(clean, "2024-05-02 10:00:00,100 100 ERROR testdb odoo.x: FAIL: T.t");
+        assert_eq!(
+            clean,
+            "2024-05-02 10:00:00,100 100 ERROR testdb odoo.x: FAIL: T.t"
+        );
         assert_eq!(head(&clean), h("ERROR", "odoo.x", "FAIL: T.t"));
         assert_eq!(strip_ansi("a\x1bb\x1b[1;3"), "a\x1bb\x1b[1;3");
         assert!(matches!(strip_ansi("plain"), Cow::Borrowed("plain")));

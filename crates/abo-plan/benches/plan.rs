@@ -21,10 +21,19 @@ fn workers_text(n: usize) -> String {
         let _ = write!(s, "capability =");
         for k in 0..4 {
             let v = PG_VERSIONS[(i + k * 2) % 8];
-            let _ = writeln!(s, " postgresql {v} port={} bin=/usr/lib/postgresql/{v}/bin", 5432 + k);
+            let _ = writeln!(
+                s,
+                " postgresql {v} port={} bin=/usr/lib/postgresql/{v}/bin",
+                5432 + k
+            );
             s.push_str("   ");
         }
-        let _ = writeln!(s, " python 3.{} bin=/usr/bin/python3.{}", 8 + i % 4, 8 + i % 4);
+        let _ = writeln!(
+            s,
+            " python 3.{} bin=/usr/bin/python3.{}",
+            8 + i % 4,
+            8 + i % 4
+        );
         if i % 3 == 0 {
             s.push_str("    private-code-access\n");
         }
@@ -46,7 +55,11 @@ fn manifest_text(n: usize) -> String {
             2 => s.push_str("build-for = postgresql >= 10 < 15 OR == 9.6\nbuild-requires = python >= 3.9\n"),
             _ => s.push_str("build-requires = private-code-access\npost-buildout-steps = standard\n  update-openerp\n"),
         }
-        let _ = writeln!(s, "watch = git https://git.example/org/repo-{}.git 16.0\n", i % 500);
+        let _ = writeln!(
+            s,
+            "watch = git https://git.example/org/repo-{}.git 16.0\n",
+            i % 500
+        );
     }
     s
 }
@@ -70,16 +83,32 @@ fn bench(c: &mut Criterion) {
     println!("\nbuildouts  builders  ms/plan  µs/builder");
     for buildouts in [500, 1000, 2000] {
         let (sections, workers) = inputs(buildouts, 200);
-        let input = PlanInput { sections: &sections, workers: &workers, settings: &settings, settings_file: "master.toml" };
-        let builders = plan(&input).expect("the generated configuration is valid").builders.len();
+        let input = PlanInput {
+            sections: &sections,
+            workers: &workers,
+            settings: &settings,
+            settings_file: "master.toml",
+        };
+        let builders = plan(&input)
+            .expect("the generated configuration is valid")
+            .builders
+            .len();
         let runs = 5;
         let start = Instant::now();
         for _ in 0..runs {
             std::hint::black_box(plan(&input).unwrap());
         }
         let per_plan = start.elapsed().as_secs_f64() / runs as f64;
-        println!("{buildouts:>9}  {builders:>8}  {:>7.1}  {:>10.2}", per_plan * 1e3, per_plan * 1e6 / builders as f64);
-        group.bench_with_input(BenchmarkId::new("buildouts", buildouts), &input, |b, input| b.iter(|| plan(input).unwrap()));
+        println!(
+            "{buildouts:>9}  {builders:>8}  {:>7.1}  {:>10.2}",
+            per_plan * 1e3,
+            per_plan * 1e6 / builders as f64
+        );
+        group.bench_with_input(
+            BenchmarkId::new("buildouts", buildouts),
+            &input,
+            |b, input| b.iter(|| plan(input).unwrap()),
+        );
     }
     group.finish();
 

@@ -148,7 +148,9 @@ pub enum StepKind {
     /// Fetches a worker directory (tar) into the artifacts directory.
     UploadDirectory { src: String, dest: String },
     /// Sets build properties from templates (the seed's `pg_cluster_props` is one).
-    SetProperties { properties: BTreeMap<String, String> },
+    SetProperties {
+        properties: BTreeMap<String, String>,
+    },
     /// Sets `cap_<capability>_<option>` properties for the capability version selected by
     /// `version_property` (the seed's `props_<capability>` steps).
     SetCapabilityProperties {

@@ -11,7 +11,9 @@ use crate::steps::{factory_steps, StepContext};
 use crate::template::expand_cap;
 use crate::version::{Requirement, Version};
 use crate::watch::{pollers, watch_table, UrlRewriter};
-use abo_config::settings::{CapabilityEnv, CommandSpec, EnvSpec, LockModeSpec, StepSpec, StepSpecKind};
+use abo_config::settings::{
+    CapabilityEnv, CommandSpec, EnvSpec, LockModeSpec, StepSpec, StepSpecKind,
+};
 use abo_config::{Diagnostic, ManifestSection, MasterSettings, Worker};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -51,6 +53,15 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, Vec<Diagnostic>> {
 
     let mut cap_envs: BTreeMap<String, CapabilityEnv> = BTreeMap::new();
     cap_envs.insert(POSTGRESQL.to_string(), postgresql_env());
+    // A `python` capability needs no environment, but its property step sets
+    // `cap_python_bin`, which the bootstrap step uses (abo's difference #7).
+    cap_envs.insert(
+        "python".to_string(),
+        CapabilityEnv {
+            version_property: None,
+            environ: BTreeMap::new(),
+        },
+    );
     for (name, env) in &settings.capability_env {
         cap_envs.insert(name.clone(), env.clone());
     }
@@ -71,7 +82,12 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, Vec<Diagnostic>> {
         .map(|w| {
             w.capabilities
                 .iter()
-                .map(|c| (c.name.as_str(), c.version.as_deref().and_then(|v| Version::parse(v).ok())))
+                .map(|c| {
+                    (
+                        c.name.as_str(),
+                        c.version.as_deref().and_then(|v| Version::parse(v).ok()),
+                    )
+                })
                 .collect()
         })
         .collect();
@@ -96,8 +112,15 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, Vec<Diagnostic>> {
         if let Some(first) = seen_sections.insert(section.name.as_str(), section) {
             // AC-W14: a section name may appear in one manifest only.
             diags.push(
-                Diagnostic::new(&section.file, section.line, format!("section `{}` is already defined at {}:{}", section.name, first.file, first.line))
-                    .with_help("rename one of them: builder names must be unique across manifests"),
+                Diagnostic::new(
+                    &section.file,
+                    section.line,
+                    format!(
+                        "section `{}` is already defined at {}:{}",
+                        section.name, first.file, first.line
+                    ),
+                )
+                .with_help("rename one of them: builder names must be unique across manifests"),
             );
             continue;
         }
@@ -113,7 +136,14 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, Vec<Diagnostic>> {
         if !is_factory {
             continue;
         }
-        let Some(factory) = plan_factory(section, input, &worker_caps, &cap_envs, &step_sets, &mut diags) else {
+        let Some(factory) = plan_factory(
+            section,
+            input,
+            &worker_caps,
+            &cap_envs,
+            &step_sets,
+            &mut diags,
+        ) else {
             continue;
         };
         if let Some(table) = table.filter(|t| !t.is_empty()) {
@@ -122,8 +152,12 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, Vec<Diagnostic>> {
                 Some(v) => v.trim().parse().unwrap_or_else(|_| {
                     let (file, line) = section.place_of("tree-stable-timer");
                     diags.push(
-                        Diagnostic::new(file, line, format!("tree-stable-timer = {v:?} is not a number of seconds"))
-                            .with_help("write e.g. `tree-stable-timer = 600`"),
+                        Diagnostic::new(
+                            file,
+                            line,
+                            format!("tree-stable-timer = {v:?} is not a number of seconds"),
+                        )
+                        .with_help("write e.g. `tree-stable-timer = 600`"),
                     );
                     settings.tree_stable_timer
                 }),
@@ -176,7 +210,11 @@ fn worker_view(w: &Worker) -> WorkerView {
 }
 
 /// Parses the lines of a `build-for`/`build-requires` option.
-fn requirements(section: &ManifestSection, key: &str, diags: &mut Vec<Diagnostic>) -> Vec<Requirement> {
+fn requirements(
+    section: &ManifestSection,
+    key: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Requirement> {
     let (file, line) = section.place_of(key);
     section
         .lines(key)
@@ -215,8 +253,12 @@ fn plan_factory(
         if !named.insert(r.capability.as_str()) {
             let (file, line) = section.place_of("build-for");
             diags.push(
-                Diagnostic::new(file, line, format!("build-for names `{}` twice", r.capability))
-                    .with_help("combine the two lines into one with `OR`"),
+                Diagnostic::new(
+                    file,
+                    line,
+                    format!("build-for names `{}` twice", r.capability),
+                )
+                .with_help("combine the two lines into one with `OR`"),
             );
         }
     }
@@ -241,7 +283,9 @@ fn plan_factory(
         }
     }
     for cap in &env_caps {
-        let Some(cfg) = cap_envs.get(*cap) else { continue };
+        let Some(cfg) = cap_envs.get(*cap) else {
+            continue;
+        };
         for (var, spec) in &cfg.environ {
             let value = match spec {
                 EnvSpec::One(s) => EnvValue::One(expand_cap(s, cap)),
@@ -258,7 +302,14 @@ fn plan_factory(
         ));
     }
 
-    let steps = match factory_steps(section, &StepContext { env: &env, capability_props: &props, step_sets }) {
+    let steps = match factory_steps(
+        section,
+        &StepContext {
+            env: &env,
+            capability_props: &props,
+            step_sets,
+        },
+    ) {
         Ok(s) => s,
         Err(d) => {
             diags.extend(d);
@@ -269,13 +320,23 @@ fn plan_factory(
         return None;
     }
 
-    let category = section.get("build-category").unwrap_or("").trim().to_string();
-    let requirement_names: BTreeSet<&str> = build_requires.iter().map(|r| r.capability.as_str()).collect();
+    let category = section
+        .get("build-category")
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let requirement_names: BTreeSet<&str> = build_requires
+        .iter()
+        .map(|r| r.capability.as_str())
+        .collect();
     // Workers meeting every requirement, whose build-only-if-requires names are all required.
     let eligible: Vec<usize> = (0..input.workers.len())
         .filter(|&i| {
             build_requires.iter().all(|r| r.is_met_by(&worker_caps[i]))
-                && input.workers[i].only_if_requires().iter().all(|n| requirement_names.contains(n))
+                && input.workers[i]
+                    .only_if_requires()
+                    .iter()
+                    .all(|n| requirement_names.contains(n))
         })
         .collect();
 
@@ -285,7 +346,10 @@ fn plan_factory(
             builders.push(Builder {
                 name: section.name.clone(),
                 buildout: section.name.clone(),
-                workers: eligible.iter().map(|&i| input.workers[i].name.clone()).collect(),
+                workers: eligible
+                    .iter()
+                    .map(|&i| input.workers[i].name.clone())
+                    .collect(),
                 category,
                 properties: BTreeMap::new(),
                 steps,
@@ -302,7 +366,9 @@ fn plan_factory(
             let mut versions: Vec<&str> = Vec::new();
             for &i in &eligible {
                 for c in input.workers[i].versions_of(cap) {
-                    let Some(v) = c.version.as_deref() else { continue };
+                    let Some(v) = c.version.as_deref() else {
+                        continue;
+                    };
                     if versions.contains(&v) {
                         continue;
                     }
@@ -324,13 +390,19 @@ fn plan_factory(
         return Some(builders);
     }
     loop {
-        let chosen: Vec<&str> = combo.iter().enumerate().map(|(d, &k)| dim_versions[d][k]).collect();
+        let chosen: Vec<&str> = combo
+            .iter()
+            .enumerate()
+            .map(|(d, &k)| dim_versions[d][k])
+            .collect();
         let workers: Vec<String> = eligible
             .iter()
             .filter(|&&i| {
-                dims.iter()
-                    .zip(&chosen)
-                    .all(|((cap, _), v)| input.workers[i].versions_of(cap).any(|c| c.version.as_deref() == Some(*v)))
+                dims.iter().zip(&chosen).all(|((cap, _), v)| {
+                    input.workers[i]
+                        .versions_of(cap)
+                        .any(|c| c.version.as_deref() == Some(*v))
+                })
             })
             .map(|&i| input.workers[i].name.clone())
             .collect();
@@ -375,23 +447,34 @@ fn plan_factory(
 
 /// The version property a `props_<cap>` step uses: the configured one; for a capability that
 /// dispatches without a configured property, the builder property the planner sets.
-fn version_property(cap: &str, cfg: &CapabilityEnv, dims: &[(&str, Option<&Requirement>)]) -> Option<String> {
-    cfg.version_property
-        .clone()
-        .or_else(|| dims.iter().any(|(d, _)| *d == cap).then(|| format!("{cap}_version")))
+fn version_property(
+    cap: &str,
+    cfg: &CapabilityEnv,
+    dims: &[(&str, Option<&Requirement>)],
+) -> Option<String> {
+    cfg.version_property.clone().or_else(|| {
+        dims.iter()
+            .any(|(d, _)| *d == cap)
+            .then(|| format!("{cap}_version"))
+    })
 }
 
 /// Converts master.toml step sets into steps.
-fn convert_step_sets(settings: &MasterSettings, file: &str, diags: &mut Vec<Diagnostic>) -> BTreeMap<String, Vec<Step>> {
+fn convert_step_sets(
+    settings: &MasterSettings,
+    file: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, Vec<Step>> {
     let mut sets = BTreeMap::new();
     for (name, specs) in &settings.step_sets {
         let mut steps = Vec::new();
         for spec in specs {
             match convert_step(spec) {
                 Ok(s) => steps.push(s),
-                Err(why) => diags.push(
-                    Diagnostic::whole_file(file, format!("step set `{name}`, step `{}`: {why}", spec.name)),
-                ),
+                Err(why) => diags.push(Diagnostic::whole_file(
+                    file,
+                    format!("step set `{name}`, step `{}`: {why}", spec.name),
+                )),
             }
         }
         sets.insert(name.clone(), steps);
@@ -401,25 +484,60 @@ fn convert_step_sets(settings: &MasterSettings, file: &str, diags: &mut Vec<Diag
 
 fn convert_step(spec: &StepSpec) -> Result<Step, String> {
     let need = |field: &Option<String>, what: &str| -> Result<String, String> {
-        field.clone().ok_or_else(|| format!("a `{}` step needs `{what}`", kind_name(spec.kind)))
+        field
+            .clone()
+            .ok_or_else(|| format!("a `{}` step needs `{what}`", kind_name(spec.kind)))
     };
     let kind = match spec.kind {
         StepSpecKind::Shell => StepKind::Shell,
         StepSpecKind::MasterShell => StepKind::MasterShell,
-        StepSpecKind::Download => StepKind::Download { src: need(&spec.src, "src")?, dest: need(&spec.dest, "dest")? },
-        StepSpecKind::UploadFile => StepKind::UploadFile { src: need(&spec.src, "src")?, dest: need(&spec.dest, "dest")? },
-        StepSpecKind::UploadDirectory => StepKind::UploadDirectory { src: need(&spec.src, "src")?, dest: need(&spec.dest, "dest")? },
-        StepSpecKind::SetProperties => StepKind::SetProperties { properties: spec.properties.clone() },
-        StepSpecKind::SetPropertyFromCommand => StepKind::SetPropertyFromCommand { property: need(&spec.property, "property")? },
-        StepSpecKind::AnalyzeLog => StepKind::AnalyzeLog { step: need(&spec.step, "step")?, log: need(&spec.log, "log")? },
+        StepSpecKind::Download => StepKind::Download {
+            src: need(&spec.src, "src")?,
+            dest: need(&spec.dest, "dest")?,
+        },
+        StepSpecKind::UploadFile => StepKind::UploadFile {
+            src: need(&spec.src, "src")?,
+            dest: need(&spec.dest, "dest")?,
+        },
+        StepSpecKind::UploadDirectory => StepKind::UploadDirectory {
+            src: need(&spec.src, "src")?,
+            dest: need(&spec.dest, "dest")?,
+        },
+        StepSpecKind::SetProperties => StepKind::SetProperties {
+            properties: spec.properties.clone(),
+        },
+        StepSpecKind::SetPropertyFromCommand => StepKind::SetPropertyFromCommand {
+            property: need(&spec.property, "property")?,
+        },
+        StepSpecKind::AnalyzeLog => StepKind::AnalyzeLog {
+            step: need(&spec.step, "step")?,
+            log: need(&spec.log, "log")?,
+        },
     };
-    let wants_command = matches!(spec.kind, StepSpecKind::Shell | StepSpecKind::MasterShell | StepSpecKind::SetPropertyFromCommand);
+    let wants_command = matches!(
+        spec.kind,
+        StepSpecKind::Shell | StepSpecKind::MasterShell | StepSpecKind::SetPropertyFromCommand
+    );
     let command = match (&spec.command, wants_command) {
         (Some(CommandSpec::Argv(v)), true) if !v.is_empty() => Some(Command::Argv(v.clone())),
-        (Some(CommandSpec::Shell(s)), true) if spec.kind != StepSpecKind::MasterShell => Some(Command::Shell(s.clone())),
-        (Some(CommandSpec::Shell(_)), true) => return Err("a `master-shell` command must be an argument list".into()),
-        (_, true) => return Err(format!("a `{}` step needs a non-empty `command`", kind_name(spec.kind))),
-        (Some(_), false) => return Err(format!("a `{}` step takes no `command`", kind_name(spec.kind))),
+        (Some(CommandSpec::Shell(s)), true) if spec.kind != StepSpecKind::MasterShell => {
+            Some(Command::Shell(s.clone()))
+        }
+        (Some(CommandSpec::Shell(_)), true) => {
+            return Err("a `master-shell` command must be an argument list".into())
+        }
+        (_, true) => {
+            return Err(format!(
+                "a `{}` step needs a non-empty `command`",
+                kind_name(spec.kind)
+            ))
+        }
+        (Some(_), false) => {
+            return Err(format!(
+                "a `{}` step takes no `command`",
+                kind_name(spec.kind)
+            ))
+        }
         (None, false) => None,
     };
     let mut step = Step::new(spec.name.clone(), kind);

@@ -81,7 +81,10 @@ pub fn factory_steps(
         (None, None) => {
             scope.error(
                 "buildout",
-                format!("section `{}` has neither `buildout` nor `steps`", section.name),
+                format!(
+                    "section `{}` has neither `buildout` nor `steps`",
+                    section.name
+                ),
                 "add `buildout = TYPE SPECIFICATION` or `steps = NAME`",
             );
             Vec::new()
@@ -287,12 +290,19 @@ impl Scope<'_> {
             .push(Diagnostic::new(file, line, message).with_help(help));
     }
 
-    /// A required option, stripped; a mistake (and `None`) when it is absent.
-    pub fn require(&mut self, key: &str, what: &str, help: &str) -> Option<String> {
+    /// A required option, stripped; when it is absent, a mistake at the place of the
+    /// option `wanted_by` that asked for it (and `None`).
+    pub fn require(
+        &mut self,
+        key: &str,
+        wanted_by: &str,
+        what: &str,
+        help: &str,
+    ) -> Option<String> {
         match self.get(key) {
             Some(v) => Some(v.trim().to_string()),
             None => {
-                self.error(key, format!("{what} need the option {key}"), help);
+                self.error(wanted_by, format!("{what} need the option {key}"), help);
                 None
             }
         }

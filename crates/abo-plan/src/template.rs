@@ -114,22 +114,52 @@ mod tests {
             .collect()
     }
 
+    type Case = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        Result<&'static str, TemplateError>,
+    );
+
     /// AC-R4, and the forms the plan writes.
     #[test]
     fn renders_like_buildbot() {
-        let cases: &[(&str, &[(&str, &str)], Result<&str, TemplateError>)] = &[
+        let cases: &[Case] = &[
             ("%(cap_postgresql_port:-5432)s", &[], Ok("5432")),
-            ("%(cap_postgresql_port:-5432)s", &[("cap_postgresql_port", "5434")], Ok("5434")),
+            (
+                "%(cap_postgresql_port:-5432)s",
+                &[("cap_postgresql_port", "5434")],
+                Ok("5434"),
+            ),
             ("%(cap_postgresql_host:-False)s", &[], Ok("False")),
             ("%(pg_version:-)s/main", &[], Ok("/main")),
-            ("%(pg_version:-)s/main", &[("pg_version", "9.1-devel")], Ok("9.1-devel/main")),
+            (
+                "%(pg_version:-)s/main",
+                &[("pg_version", "9.1-devel")],
+                Ok("9.1-devel/main"),
+            ),
             ("%(buildout-tag:-current)s", &[], Ok("current")),
-            ("%(buildout-tag:-current)s", &[("buildout-tag", "1.2")], Ok("1.2")),
-            ("--logfile=%(workdir)s/build/test.log", &[("workdir", "/w/b")], Ok("--logfile=/w/b/build/test.log")),
+            (
+                "%(buildout-tag:-current)s",
+                &[("buildout-tag", "1.2")],
+                Ok("1.2"),
+            ),
+            (
+                "--logfile=%(workdir)s/build/test.log",
+                &[("workdir", "/w/b")],
+                Ok("--logfile=/w/b/build/test.log"),
+            ),
             ("100%% sure", &[], Ok("100% sure")),
-            ("%(testing_db)s", &[], Err(TemplateError::Missing("testing_db".into()))),
+            (
+                "%(testing_db)s",
+                &[],
+                Err(TemplateError::Missing("testing_db".into())),
+            ),
             // The seed's test form without a colon is not a default (AC-R4).
-            ("%(cap_python_bin-)s", &[], Err(TemplateError::Missing("cap_python_bin-".into()))),
+            (
+                "%(cap_python_bin-)s",
+                &[],
+                Err(TemplateError::Missing("cap_python_bin-".into())),
+            ),
             ("50% off", &[], Err(TemplateError::Syntax(2))),
             ("%(unclosed", &[], Err(TemplateError::Syntax(0))),
             ("", &[], Ok("")),
@@ -138,7 +168,11 @@ mod tests {
         for (template, pairs, expected) in cases {
             let p = props(pairs);
             let got = render(template, |k| p.get(k).cloned());
-            assert_eq!(got.as_deref().map_err(Clone::clone), expected.clone(), "{template}");
+            assert_eq!(
+                got.as_deref().map_err(Clone::clone),
+                expected.clone(),
+                "{template}"
+            );
         }
     }
 
@@ -152,9 +186,18 @@ mod tests {
     #[test]
     fn cap_placeholders_expand() {
         assert_eq!(expand_cap("%(cap(bin)-)s", "python"), "%(cap_python_bin-)s");
-        assert_eq!(expand_cap("%(cap(port):-)s", "postgresql"), "%(cap_postgresql_port:-)s");
-        assert_eq!(expand_cap("%(cap(sudo):-TRUE)s", "rabbitmq"), "%(cap_rabbitmq_sudo:-TRUE)s");
+        assert_eq!(
+            expand_cap("%(cap(port):-)s", "postgresql"),
+            "%(cap_postgresql_port:-)s"
+        );
+        assert_eq!(
+            expand_cap("%(cap(sudo):-TRUE)s", "rabbitmq"),
+            "%(cap_rabbitmq_sudo:-TRUE)s"
+        );
         assert_eq!(expand_cap("no cap( here", "x"), "no cap( here");
-        assert_eq!(expand_cap("%(pg_version:-)s/main", "postgresql"), "%(pg_version:-)s/main");
+        assert_eq!(
+            expand_cap("%(pg_version:-)s/main", "postgresql"),
+            "%(pg_version:-)s/main"
+        );
     }
 }

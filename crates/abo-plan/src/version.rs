@@ -602,8 +602,12 @@ impl RequirementError {
     /// The error at `file:line` of option `option`, with [`RequirementError::help`]:
     /// ``build-for: `postgresql 9.1`: '9.1': Not enough tokens. Missing operator?``.
     pub fn to_diagnostic(&self, file: &str, line: u32, option: &str) -> Diagnostic {
-        Diagnostic::new(file, line, format!("{option}: `{}`: {}", self.line, self.error))
-            .with_help(self.help())
+        Diagnostic::new(
+            file,
+            line,
+            format!("{option}: `{}`: {}", self.line, self.error),
+        )
+        .with_help(self.help())
     }
 }
 
@@ -647,7 +651,10 @@ mod tests {
     #[test]
     fn version_errors() {
         for (text, expected) in [
-            ("nine", "'nine': invalid literal for int() with base 10: 'nine'"),
+            (
+                "nine",
+                "'nine': invalid literal for int() with base 10: 'nine'",
+            ),
             ("9.x", "'9.x': invalid literal for int() with base 10: 'x'"),
             ("", "'': invalid literal for int() with base 10: ''"),
             ("9..1", "'9..1': invalid literal for int() with base 10: ''"),

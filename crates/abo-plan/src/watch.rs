@@ -72,12 +72,10 @@ pub struct UrlRewriter {
 }
 
 impl UrlRewriter {
-    pub fn new<F: Into<String>, T: Into<String>>(rules: impl IntoIterator<Item = (F, T)>) -> Self {
+    /// Rules as `(from prefix, to prefix)` pairs, applied in this order.
+    pub fn new(rules: Vec<(String, String)>) -> Self {
         UrlRewriter {
-            rules: rules
-                .into_iter()
-                .map(|(f, t)| (f.into(), t.into()))
-                .collect(),
+            rules,
             ..UrlRewriter::default()
         }
     }
@@ -167,9 +165,7 @@ fn parse_branch_spec(tokens: &[&str]) -> Result<(Vcs, String, Option<String>), (
     let url = args.first().copied().unwrap_or("URL");
     match (vcs, args) {
         (Vcs::Bzr, [url]) => Ok((vcs, url.to_string(), None)),
-        (Vcs::Hg | Vcs::Git, [url, branch]) => {
-            Ok((vcs, url.to_string(), Some(branch.to_string())))
-        }
+        (Vcs::Hg | Vcs::Git, [url, branch]) => Ok((vcs, url.to_string(), Some(branch.to_string()))),
         _ => {
             let listed: Vec<String> = tokens.iter().map(|t| py_repr(t)).collect();
             let help = match vcs {
@@ -456,7 +452,7 @@ mod tests {
     #[test]
     fn rewriting_resolves_launchpad_after_the_rules() {
         // A rule can turn some URL into an `lp:` one, which then resolves.
-        let rw = UrlRewriter::new([("mirror:", "lp:")]);
+        let rw = UrlRewriter::new(vec![("mirror:".into(), "lp:".into())]);
         assert_eq!(
             rw.rewrite("mirror:proj/trunk"),
             "http://bazaar.launchpad.net/+branch/proj/trunk"
@@ -527,8 +523,14 @@ mod tests {
                 Some("ten"),
                 Err("poll-interval must be a whole number of seconds, not 'ten'"),
             ),
-            (Some("1.5"), Err("poll-interval must be a whole number of seconds, not '1.5'")),
-            (Some("-3"), Err("poll-interval must be a whole number of seconds, not '-3'")),
+            (
+                Some("1.5"),
+                Err("poll-interval must be a whole number of seconds, not '1.5'"),
+            ),
+            (
+                Some("-3"),
+                Err("poll-interval must be a whole number of seconds, not '-3'"),
+            ),
             (Some("0"), Err("poll-interval must be at least 1 second")),
         ] {
             let pairs: Vec<(&str, &str)> = value.map(|v| (POLL_INTERVAL, v)).into_iter().collect();

@@ -99,9 +99,21 @@ fn ac_s1_s2_capabilities_and_worker_options() {
     assert_eq!(
         caps,
         vec![
-            (s("postgresql"), Some(s("9.1")), vec![(s("port"), s("5432"))]),
-            (s("python"), Some(s("2.6")), vec![(s("bin"), s("python2.6"))]),
-            (s("postgresql"), Some(s("9.2")), vec![(s("port"), s("5433"))]),
+            (
+                s("postgresql"),
+                Some(s("9.1")),
+                vec![(s("port"), s("5432"))]
+            ),
+            (
+                s("python"),
+                Some(s("2.6")),
+                vec![(s("bin"), s("python2.6"))]
+            ),
+            (
+                s("postgresql"),
+                Some(s("9.2")),
+                vec![(s("port"), s("5433"))]
+            ),
             (s("selenium"), None, vec![]),
         ]
     );
@@ -191,8 +203,14 @@ fn ac_b3_build_requires() {
         &p,
         &[
             ("priv-pgall-postgresql-8.4", &["privcode", "privcode-84"]),
-            ("priv-pgall-postgresql-9.1-devel", &["privcode", "privcode-91"]),
-            ("priv-sup90-postgresql-9.1-devel", &["privcode", "privcode-91"]),
+            (
+                "priv-pgall-postgresql-9.1-devel",
+                &["privcode", "privcode-91"],
+            ),
+            (
+                "priv-sup90-postgresql-9.1-devel",
+                &["privcode", "privcode-91"],
+            ),
             ("rabb-sup20-postgresql-9.0", &["rabb284"]),
             (
                 "sup90-postgresql-9.1-devel",
@@ -218,8 +236,14 @@ fn ac_b5_build_only_if_requires() {
         &p,
         &[
             ("priv-pgall-postgresql-8.4", &["privcode", "privcode-84"]),
-            ("priv-pgall-postgresql-9.1-devel", &["privcode", "privcode-91"]),
-            ("priv-sup90-postgresql-9.1-devel", &["privcode", "privcode-91"]),
+            (
+                "priv-pgall-postgresql-9.1-devel",
+                &["privcode", "privcode-91"],
+            ),
+            (
+                "priv-sup90-postgresql-9.1-devel",
+                &["privcode", "privcode-91"],
+            ),
             ("rabb-sup20-postgresql-9.0", &["rabb284"]),
             ("sup90-postgresql-9.1-devel", &["privcode-91", "pg90-91"]),
         ],
@@ -242,7 +266,10 @@ fn ac_b6_inherit() {
                 &["privcode", "privcode-91", "pg90-91"],
             ),
             ("inheritor-postgresql-8.4", &["privcode", "privcode-84"]),
-            ("inheritor-postgresql-9.1-devel", &["privcode", "privcode-91"]),
+            (
+                "inheritor-postgresql-9.1-devel",
+                &["privcode", "privcode-91"],
+            ),
         ],
     );
 }
@@ -305,7 +332,10 @@ fn ac_f4_capability_env() {
         let b = builder(&p, "addons-list-postgresql-9.1");
         let testing = b.steps.iter().find(|s| s.name == "testing").unwrap();
         let one = |s: &str| EnvValue::One(s.to_string());
-        assert_eq!(testing.env.get("PYTHONBIN"), Some(&one("%(cap_python_bin-)s")));
+        assert_eq!(
+            testing.env.get("PYTHONBIN"),
+            Some(&one("%(cap_python_bin-)s"))
+        );
         assert_eq!(
             testing.env.get("PGPORT"),
             Some(&one("%(cap_postgresql_port:-)s"))
@@ -396,7 +426,10 @@ fn ac_k3_local_tree_stable_timer() {
     let p = plan_with("manifest_tree_stable_timer.cfg", "one_slave.cfg", &settings).unwrap();
     assert_eq!(p.schedulers.len(), 1);
     assert_eq!(
-        (p.schedulers[0].name.as_str(), p.schedulers[0].tree_stable_timer),
+        (
+            p.schedulers[0].name.as_str(),
+            p.schedulers[0].tree_stable_timer
+        ),
         ("simple", 314)
     );
 }
@@ -514,8 +547,9 @@ fn duplicate_section_over_two_manifests() {
     let d = plan_of(&s, &workers("one_slave.cfg"), &MasterSettings::default()).unwrap_err();
     assert_eq!(d.len(), 1, "{d:?}");
     assert!(
-        d[0].to_string()
-            .starts_with("other/MANIFEST.cfg:1: section `simple` is already defined at manifest_1.cfg:"),
+        d[0].to_string().starts_with(
+            "other/MANIFEST.cfg:1: section `simple` is already defined at manifest_1.cfg:"
+        ),
         "{}",
         d[0]
     );
@@ -528,7 +562,10 @@ fn all_mistakes_at_once() {
         ManifestSection::from_pairs(
             "a",
             ".",
-            &[("buildout", "svn http://x"), ("build-for", "postgresql 9.1")],
+            &[
+                ("buildout", "svn http://x"),
+                ("build-for", "postgresql 9.1"),
+            ],
         ),
         ManifestSection::from_pairs(
             "b",
@@ -544,7 +581,12 @@ fn all_mistakes_at_once() {
             ],
         ),
     ];
-    let d = plan_of(&sections, &workers("one_slave.cfg"), &MasterSettings::default()).unwrap_err();
+    let d = plan_of(
+        &sections,
+        &workers("one_slave.cfg"),
+        &MasterSettings::default(),
+    )
+    .unwrap_err();
     let text: Vec<String> = d.iter().map(ToString::to_string).collect();
     assert!(d.len() >= 4, "{text:#?}");
     for needle in ["svn", "9.1", "frobnicate"] {

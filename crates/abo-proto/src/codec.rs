@@ -6,7 +6,7 @@
 use crate::error::DecodeError;
 use crate::ids::SeqNumber;
 use crate::msgpack::{Node, Writer};
-use crate::value::{Int, Value, ValueKind};
+use crate::value::{Int, Value};
 
 /// Where in which message a value is being read.
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +47,10 @@ impl Ctx<'_> {
         String::from_utf8(bytes).map_err(|e| {
             self.invalid(
                 key,
-                format!("str is not UTF-8 (bad byte at {})", e.utf8_error().valid_up_to()),
+                format!(
+                    "str is not UTF-8 (bad byte at {})",
+                    e.utf8_error().valid_up_to()
+                ),
             )
         })
     }
@@ -189,6 +192,11 @@ pub(crate) struct Fields {
 }
 
 impl Fields {
+    /// Wraps entries whose keys are already checked to be distinct strings.
+    pub(crate) fn new(entries: Vec<(String, Node)>) -> Fields {
+        Fields { entries }
+    }
+
     /// Removes and returns the value under `key`.
     pub(crate) fn take(&mut self, key: &str) -> Option<Node> {
         let i = self.entries.iter().position(|(k, _)| k == key)?;
@@ -205,7 +213,12 @@ impl Fields {
     }
 
     /// Removes the value under `key`, or fails with [`DecodeError::MissingKey`].
-    pub(crate) fn need(&mut self, ctx: &Ctx<'_>, key: &str, path: &str) -> Result<Node, DecodeError> {
+    pub(crate) fn need(
+        &mut self,
+        ctx: &Ctx<'_>,
+        key: &str,
+        path: &str,
+    ) -> Result<Node, DecodeError> {
         self.take(key).ok_or_else(|| ctx.missing(path))
     }
 
@@ -247,9 +260,4 @@ pub(crate) fn write_seconds(w: &mut Writer, x: f64) {
     } else {
         w.f64(x);
     }
-}
-
-/// Kind of a node, for the top-level errors that have no key path.
-pub(crate) fn kind_of(node: &Node) -> ValueKind {
-    node.kind()
 }

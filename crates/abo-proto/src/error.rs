@@ -157,7 +157,9 @@ pub enum DecodeError {
     },
     /// A worker request naming a command id that is not an active command of this
     /// connection (never started here, already complete, or refused at start).
-    #[error("op {op} names command {command_id}, which is not an active command of this connection")]
+    #[error(
+        "op {op} names command {command_id}, which is not an active command of this connection"
+    )]
     ForeignCommand {
         /// The op.
         op: String,

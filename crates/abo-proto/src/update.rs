@@ -181,9 +181,12 @@ impl UpdateEntry {
 
 fn decode_entry(ctx: &Ctx<'_>, path: &str, pair: Node) -> Result<UpdateEntry, DecodeError> {
     let items = ctx.array(path, pair)?;
-    let [key, value]: [Node; 2] = items
-        .try_into()
-        .map_err(|v: Vec<Node>| ctx.invalid(path, format!("{} elements, not a [key, value] pair", v.len())))?;
+    let [key, value]: [Node; 2] = items.try_into().map_err(|v: Vec<Node>| {
+        ctx.invalid(
+            path,
+            format!("{} elements, not a [key, value] pair", v.len()),
+        )
+    })?;
     let key = ctx.string(&format!("{path}[0]"), key)?;
     let vpath = format!("{path}.{key}");
     Ok(match key.as_str() {
@@ -193,7 +196,10 @@ fn decode_entry(ctx: &Ctx<'_>, path: &str, pair: Node) -> Result<UpdateEntry, De
         "log" => {
             let items = ctx.array(&vpath, value)?;
             let [name, lines]: [Node; 2] = items.try_into().map_err(|v: Vec<Node>| {
-                ctx.invalid(&vpath, format!("{} elements, not [logname, lines]", v.len()))
+                ctx.invalid(
+                    &vpath,
+                    format!("{} elements, not [logname, lines]", v.len()),
+                )
             })?;
             UpdateEntry::Log {
                 name: ctx.string(&format!("{vpath}[0]"), name)?,

@@ -1,7 +1,10 @@
 //! Reading a master directory from disk: the I/O edge in front of the pure readers.
 
 use abo_config::settings::{DEFAULT_WORKERS, SEED_WORKERS};
-use abo_config::{ini, read_manifest, read_settings, read_workers, Diagnostic, ManifestSection, MasterSettings, Worker};
+use abo_config::{
+    ini, read_manifest, read_settings, read_workers, Diagnostic, ManifestSection, MasterSettings,
+    Worker,
+};
 use abo_plan::planner::{plan, PlanInput};
 use abo_plan::{Plan, StepKind};
 use std::path::{Path, PathBuf};
@@ -39,13 +42,23 @@ fn read_text(path: &Path, diags: &mut Vec<Diagnostic>) -> Option<String> {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(s) => Some(s),
             Err(e) => {
-                let line = e.as_bytes()[..e.utf8_error().valid_up_to()].iter().filter(|&&b| b == b'\n').count() as u32 + 1;
-                diags.push(Diagnostic::new(label(path), line, "the file is not valid UTF-8").with_help("save it as UTF-8"));
+                let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count() as u32
+                    + 1;
+                diags.push(
+                    Diagnostic::new(label(path), line, "the file is not valid UTF-8")
+                        .with_help("save it as UTF-8"),
+                );
                 None
             }
         },
         Err(e) => {
-            diags.push(Diagnostic::whole_file(label(path), format!("cannot read: {e}")));
+            diags.push(Diagnostic::whole_file(
+                label(path),
+                format!("cannot read: {e}"),
+            ));
             None
         }
     }
@@ -57,7 +70,10 @@ pub fn load(sources: &Sources) -> Result<Loaded, Vec<Diagnostic>> {
     let mut warnings = Vec::new();
     let dir = &sources.dir;
 
-    let settings_path = sources.config.clone().unwrap_or_else(|| dir.join("master.toml"));
+    let settings_path = sources
+        .config
+        .clone()
+        .unwrap_or_else(|| dir.join("master.toml"));
     let settings_label = label(&settings_path);
     let settings = if settings_path.exists() || sources.config.is_some() {
         match read_text(&settings_path, &mut diags) {
@@ -77,7 +93,11 @@ pub fn load(sources: &Sources) -> Result<Loaded, Vec<Diagnostic>> {
     } else {
         sources.manifests.clone()
     };
-    let missing: Vec<String> = manifest_paths.iter().filter(|p| !p.is_file()).map(|p| label(p)).collect();
+    let missing: Vec<String> = manifest_paths
+        .iter()
+        .filter(|p| !p.is_file())
+        .map(|p| label(p))
+        .collect();
     if !missing.is_empty() {
         diags.push(
             Diagnostic::whole_file(settings_label.clone(), format!("manifest files not found: {}", missing.join(", ")))
@@ -86,10 +106,12 @@ pub fn load(sources: &Sources) -> Result<Loaded, Vec<Diagnostic>> {
     }
     let mut sections = Vec::new();
     for path in manifest_paths.iter().filter(|p| p.is_file()) {
-        let Some(text) = read_text(path, &mut diags) else { continue };
+        let Some(text) = read_text(path, &mut diags) else {
+            continue;
+        };
         let (parsed, d) = ini::parse(&label(path), &text);
         diags.extend(d);
-        warnings.extend(parsed.duplicates());
+        warnings.extend(parsed.duplicate_warnings());
         let manifest_dir = master_relative(dir, path.parent().unwrap_or(Path::new(".")));
         let (s, d) = read_manifest(&parsed, &manifest_dir);
         diags.extend(d);
@@ -100,14 +122,16 @@ pub fn load(sources: &Sources) -> Result<Loaded, Vec<Diagnostic>> {
     let workers_path = match (&sources.workers, &settings.workers) {
         (Some(p), _) => p.clone(),
         (None, Some(w)) => dir.join(w),
-        (None, None) if !dir.join(DEFAULT_WORKERS).exists() && dir.join(SEED_WORKERS).exists() => dir.join(SEED_WORKERS),
+        (None, None) if !dir.join(DEFAULT_WORKERS).exists() && dir.join(SEED_WORKERS).exists() => {
+            dir.join(SEED_WORKERS)
+        }
         (None, None) => dir.join(DEFAULT_WORKERS),
     };
     let mut workers = Vec::new();
     if let Some(text) = read_text(&workers_path, &mut diags) {
         let (parsed, d) = ini::parse(&label(&workers_path), &text);
         diags.extend(d);
-        warnings.extend(parsed.duplicates());
+        warnings.extend(parsed.duplicate_warnings());
         let (w, d) = read_workers(&parsed);
         diags.extend(d);
         workers = w;
@@ -130,7 +154,13 @@ pub fn load(sources: &Sources) -> Result<Loaded, Vec<Diagnostic>> {
         check_master_files(dir, plan, &sections, &mut diags);
     }
     match plan {
-        Some(plan) if diags.is_empty() => Ok(Loaded { settings, sections, workers, plan, warnings }),
+        Some(plan) if diags.is_empty() => Ok(Loaded {
+            settings,
+            sections,
+            workers,
+            plan,
+            warnings,
+        }),
         _ => {
             diags.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
             diags.dedup();
@@ -152,11 +182,18 @@ fn master_relative(dir: &Path, path: &Path) -> String {
 }
 
 /// Files the master will send to workers must exist now, not at the first build.
-fn check_master_files(dir: &Path, plan: &Plan, sections: &[ManifestSection], diags: &mut Vec<Diagnostic>) {
+fn check_master_files(
+    dir: &Path,
+    plan: &Plan,
+    sections: &[ManifestSection],
+    diags: &mut Vec<Diagnostic>,
+) {
     let mut checked = std::collections::BTreeSet::new();
     for builder in &plan.builders {
         for step in &builder.steps {
-            let StepKind::Download { src, .. } = &step.kind else { continue };
+            let StepKind::Download { src, .. } = &step.kind else {
+                continue;
+            };
             if !checked.insert(src.clone()) || src.contains("%(") {
                 continue;
             }

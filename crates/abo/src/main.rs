@@ -9,7 +9,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "abo", version, about = "Continuous integration for Odoo/OpenERP buildouts", propagate_version = true)]
+#[command(
+    name = "abo",
+    version,
+    about = "Continuous integration for Odoo/OpenERP buildouts",
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -53,6 +53,7 @@ pub(crate) fn pg_remote_copy(scope: &mut Scope<'_>) -> Vec<Step> {
     argv.push("%(testing_db)s".to_string());
     match scope.require(
         "pg_remote_copy.arguments",
+        "db-steps",
         "pg_remote_copy db-steps",
         "add `pg_remote_copy.arguments = ...`, the arguments of the copy script \
          (split on whitespace)",

@@ -176,7 +176,12 @@ pub fn resolve_lp(url: &str) -> String {
 /// The steps that put the buildout on the worker. `manifest_dir` is the manifest's
 /// directory on the master.
 pub(crate) fn steps(source: &BuildoutSource, manifest_dir: &str) -> Vec<Step> {
-    let checkout = |vcs, repo: &str, branch: Option<&str>, revision: Option<&str>, dest: &str, subdir: Option<&str>| {
+    let checkout = |vcs,
+                    repo: &str,
+                    branch: Option<&str>,
+                    revision: Option<&str>,
+                    dest: &str,
+                    subdir: Option<&str>| {
         // Deliberate difference 4: one typed checkout instead of downloading and running
         // buildout_{hg,git,bzr}_dl.py; dest and subdir keep the seed's layout.
         Step::new(
@@ -194,7 +199,11 @@ pub(crate) fn steps(source: &BuildoutSource, manifest_dir: &str) -> Vec<Step> {
     };
     match source {
         BuildoutSource::Standalone { conf_path } => vec![
-            download("download_bootstrap", &join_path(manifest_dir, "bootstrap.py"), "bootstrap.py"),
+            download(
+                "download_bootstrap",
+                &join_path(manifest_dir, "bootstrap.py"),
+                "bootstrap.py",
+            ),
             download(
                 "download_buildout",
                 &join_path(manifest_dir, conf_path),

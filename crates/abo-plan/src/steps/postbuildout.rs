@@ -43,7 +43,11 @@ pub(crate) fn builtin(scope: &mut Scope<'_>, name: &str, conf: &str) -> Option<V
 
 /// The seed's `comma_list_sanitize`: blanks around commas removed.
 fn comma_list(value: &str) -> String {
-    value.split(',').map(str::trim).collect::<Vec<_>>().join(",")
+    value
+        .split(',')
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Deliberate difference 4: the seed ran `python analyze_oerp_tests.py LOG` on the worker;
@@ -164,10 +168,16 @@ fn nose(scope: &mut Scope<'_>) -> Vec<Step> {
     steps.push(analyze("check", "install", "log"));
 
     let mut argv = vec!["bin/nosetests".to_string(), "-v".to_string()];
-    argv.extend(scope.get_or("nose.tests", "").split_whitespace().map(literal));
-    let mut upload = false;
+    argv.extend(
+        scope
+            .get_or("nose.tests", "")
+            .split_whitespace()
+            .map(literal),
+    );
+    // The option that turns the upload on, to blame if the upload path is missing.
+    let mut upload = None;
     if scope.flag("nose.coverage") {
-        upload = true;
+        upload = Some("nose.coverage");
         argv.push("--with-coverage".to_string());
         argv.push("--cover-html".to_string());
         argv.push(format!("--cover-html-dir={NOSE_OUTPUT}/coverage"));
@@ -183,7 +193,7 @@ fn nose(scope: &mut Scope<'_>) -> Vec<Step> {
         }
     }
     if scope.flag("nose.profile") {
-        upload = true;
+        upload = upload.or(Some("nose.profile"));
         argv.push("--with-profile".to_string());
         argv.push("--profile-stats-file".to_string());
         argv.push(format!("{NOSE_OUTPUT}/profile.stats"));
@@ -194,13 +204,13 @@ fn nose(scope: &mut Scope<'_>) -> Vec<Step> {
         }
     }
     if scope.flag("nose.cprofile") {
-        upload = true;
+        upload = upload.or(Some("nose.cprofile"));
         argv.push("--with-cprofile".to_string());
         argv.push("--cprofile-stats-erase".to_string());
         argv.push("--cprofile-stats-file".to_string());
         argv.push(format!("{NOSE_OUTPUT}/cprofile.stats"));
     }
-    if upload {
+    if upload.is_some() {
         steps.push(
             Step::argv("mkdir", ["mkdir", "-p", NOSE_OUTPUT])
                 .halt()
@@ -213,10 +223,11 @@ fn nose(scope: &mut Scope<'_>) -> Vec<Step> {
             .with_env(env)
             .timeout(LONG_TIMEOUT),
     );
-    if upload {
+    if let Some(wanted_by) = upload {
         // The seed uploaded to '' (the master's directory) when the path was missing.
         let path = scope.require(
             "nose.upload-path",
+            wanted_by,
             "nose coverage and profiling",
             "add `nose.upload-path = DIR` on the master; build properties may be \
              written `$(name)s`",
@@ -237,7 +248,7 @@ fn nose(scope: &mut Scope<'_>) -> Vec<Step> {
 fn upload_with_permissions(what: &str, src: &str, dest: &str) -> Vec<Step> {
     vec![
         Step::new(
-            &format!("{what}_upload"),
+            format!("{what}_upload"),
             StepKind::UploadDirectory {
                 src: src.to_string(),
                 dest: dest.to_string(),
@@ -250,7 +261,9 @@ fn upload_with_permissions(what: &str, src: &str, dest: &str) -> Vec<Step> {
         ),
         master_argv(
             &format!("{what}_dirx_permissions"),
-            ["find", dest, "-type", "d", "-exec", "chmod", "755", "{}", ";"],
+            [
+                "find", dest, "-type", "d", "-exec", "chmod", "755", "{}", ";",
+            ],
         ),
     ]
 }
@@ -336,6 +349,7 @@ fn functional(scope: &mut Scope<'_>, conf: &str) -> Vec<Step> {
     ));
     let commands = scope.require(
         "functional.commands",
+        "post-buildout-steps",
         "functional post-buildout steps",
         "add `functional.commands = SCRIPT ...`; each script is run with the server's \
          port and the database name as arguments",
@@ -449,7 +463,10 @@ fn doc(scope: &mut Scope<'_>) -> Vec<Step> {
                 "incremental" => {}
                 "full" => argv.push("-E".to_string()),
                 other => {
-                    let message = format!("Sphinx argument mode has unsupported value {}", py_repr(other));
+                    let message = format!(
+                        "Sphinx argument mode has unsupported value {}",
+                        py_repr(other)
+                    );
                     scope.error(
                         "doc.sphinx-mode",
                         message,
@@ -483,11 +500,13 @@ fn packaging(scope: &mut Scope<'_>) -> Vec<Step> {
     let what = "packaging post-buildout steps";
     let prefix = scope.require(
         "packaging.prefix",
+        "post-buildout-steps",
         what,
         "add `packaging.prefix = NAME`; the archive is NAME-<buildout-tag>.tar.bz2",
     );
     let upload_dir = scope.require(
         "packaging.upload-dir",
+        "post-buildout-steps",
         what,
         "add `packaging.upload-dir = SUBDIR`, relative to packaging.root-dir",
     );
@@ -495,6 +514,7 @@ fn packaging(scope: &mut Scope<'_>) -> Vec<Step> {
     // steps made the directory under packaging.root-dir; abo uses root-dir for both.
     let root = scope.require(
         "packaging.root-dir",
+        "post-buildout-steps",
         what,
         "add `packaging.root-dir = /ABSOLUTE/DIR` on the master (often set once in \
          [DEFAULT])",

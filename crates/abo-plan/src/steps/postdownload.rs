@@ -32,22 +32,26 @@ pub(crate) fn packaging(
     let what = "packaging post-download steps";
     let root = scope.require(
         "packaging.root-dir",
+        "post-dl-steps",
         what,
         "add `packaging.root-dir = /ABSOLUTE/DIR` on the master, under which artifacts \
          are uploaded (often set once in [DEFAULT])",
     );
     let upload_dir = scope.require(
         "packaging.upload-dir",
+        "post-dl-steps",
         what,
         "add `packaging.upload-dir = SUBDIR`, relative to packaging.root-dir",
     );
     let prefix = scope.require(
         "packaging.prefix",
+        "post-dl-steps",
         what,
         "add `packaging.prefix = NAME`; the archive is NAME-<buildout-tag>.tar.bz2",
     );
     let parts = scope.require(
         "packaging.parts",
+        "post-dl-steps",
         what,
         "add `packaging.parts = PART ...`, the buildout parts to extract into the archive",
     );
@@ -91,7 +95,11 @@ pub(crate) fn packaging(
     steps.push(
         Step::argv(
             "archive",
-            ["hg".to_string(), "archive".to_string(), format!("../dist/{archive}")],
+            [
+                "hg".to_string(),
+                "archive".to_string(),
+                format!("../dist/{archive}"),
+            ],
         )
         .halt()
         .in_dir("src"),
@@ -156,7 +164,11 @@ pub(crate) fn packaging(
     steps.push(
         Step::argv(
             "mv",
-            ["mv".to_string(), format!("./dist/{archive}"), "build".to_string()],
+            [
+                "mv".to_string(),
+                format!("./dist/{archive}"),
+                "build".to_string(),
+            ],
         )
         .in_dir("."),
     );

@@ -18,7 +18,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let reader: Box<dyn std::io::Read> = if args.file.as_os_str() == "-" {
         Box::new(std::io::stdin())
     } else {
-        Box::new(std::fs::File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?)
+        Box::new(
+            std::fs::File::open(&args.file)
+                .with_context(|| format!("cannot open {}", args.file.display()))?,
+        )
     };
     // Line by line: a log of any size is analysed in constant memory.
     let mut reader = BufReader::new(reader);
@@ -26,7 +29,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = reader.read_until(b'\n', &mut line).with_context(|| format!("cannot read {}", args.file.display()))?;
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("cannot read {}", args.file.display()))?;
         if n == 0 {
             break;
         }

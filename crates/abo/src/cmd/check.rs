@@ -23,7 +23,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 eprintln!("{d}");
             }
             let n = diags.len();
-            eprintln!("error: {n} mistake{} found; nothing was planned", if n == 1 { "" } else { "s" });
+            eprintln!(
+                "error: {n} mistake{} found; nothing was planned",
+                if n == 1 { "" } else { "s" }
+            );
             Ok(ExitCode::from(1))
         }
         Ok(loaded) => {
@@ -66,6 +69,20 @@ fn plural(n: usize, word: &str) -> String {
 pub fn render_table(loaded: &Loaded) -> String {
     let plan = &loaded.plan;
     let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Read {} from {} manifest{}, {}; workers connect to {}, web status on {}\n",
+        plural(loaded.sections.len(), "section"),
+        loaded.settings.manifests.len(),
+        if loaded.settings.manifests.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
+        plural(loaded.workers.len(), "worker"),
+        loaded.settings.worker_listen,
+        loaded.settings.http_listen,
+    );
 
     // The matrix: buildouts × PostgreSQL versions, each cell the number of workers.
     let mut versions: Vec<String> = Vec::new();
@@ -75,21 +92,35 @@ pub fn render_table(loaded: &Loaded) -> String {
         if !buildouts.contains(&b.buildout.as_str()) {
             buildouts.push(&b.buildout);
         }
-        let version = b.properties.get("pg_version").cloned().unwrap_or_else(|| "-".to_string());
+        let version = b
+            .properties
+            .get("pg_version")
+            .cloned()
+            .unwrap_or_else(|| "-".to_string());
         if !versions.contains(&version) {
             versions.push(version.clone());
         }
         *cells.entry((&b.buildout, version)).or_default() += b.workers.len();
     }
-    let _ = writeln!(out, "Matrix: {} × PostgreSQL version (workers per cell)", plural(buildouts.len(), "buildout"));
+    let _ = writeln!(
+        out,
+        "Matrix: {} × PostgreSQL version (workers per cell)",
+        plural(buildouts.len(), "buildout")
+    );
     if buildouts.is_empty() {
         out.push_str("  (no builder: no buildout has a worker able to build it)\n");
     } else {
-        let mut rows = vec![std::iter::once("BUILDOUT".to_string()).chain(versions.iter().map(|v| format!("pg {v}"))).collect::<Vec<_>>()];
+        let mut rows = vec![std::iter::once("BUILDOUT".to_string())
+            .chain(versions.iter().map(|v| format!("pg {v}")))
+            .collect::<Vec<_>>()];
         for b in &buildouts {
             let mut row = vec![b.to_string()];
             for v in &versions {
-                row.push(cells.get(&(*b, v.clone())).map_or("·".to_string(), |n| n.to_string()));
+                row.push(
+                    cells
+                        .get(&(*b, v.clone()))
+                        .map_or("·".to_string(), |n| n.to_string()),
+                );
             }
             rows.push(row);
         }
@@ -98,16 +129,30 @@ pub fn render_table(loaded: &Loaded) -> String {
 
     let _ = writeln!(out, "\nBuilders ({})", plan.builders.len());
     if !plan.builders.is_empty() {
-        let mut rows = vec![vec!["BUILDER".into(), "CATEGORY".into(), "STEPS".into(), "WORKERS".into()]];
+        let mut rows = vec![vec![
+            "BUILDER".into(),
+            "CATEGORY".into(),
+            "STEPS".into(),
+            "WORKERS".into(),
+        ]];
         for b in &plan.builders {
-            rows.push(vec![b.name.clone(), b.category.clone(), b.steps.len().to_string(), b.workers.join(", ")]);
+            rows.push(vec![
+                b.name.clone(),
+                b.category.clone(),
+                b.steps.len().to_string(),
+                b.workers.join(", "),
+            ]);
         }
         columns(&mut out, &rows);
     }
 
     let _ = writeln!(out, "\nWorkers ({})", plan.workers.len());
     if !plan.workers.is_empty() {
-        let mut rows = vec![vec!["WORKER".into(), "MAX BUILDS".into(), "CAPABILITIES".into()]];
+        let mut rows = vec![vec![
+            "WORKER".into(),
+            "MAX BUILDS".into(),
+            "CAPABILITIES".into(),
+        ]];
         for w in &plan.workers {
             let caps: Vec<String> = w
                 .capabilities
@@ -121,14 +166,23 @@ pub fn render_table(loaded: &Loaded) -> String {
                     s
                 })
                 .collect();
-            rows.push(vec![w.name.clone(), w.max_builds.map_or("-".into(), |n| n.to_string()), caps.join(", ")]);
+            rows.push(vec![
+                w.name.clone(),
+                w.max_builds.map_or("-".into(), |n| n.to_string()),
+                caps.join(", "),
+            ]);
         }
         columns(&mut out, &rows);
     }
 
     let _ = writeln!(out, "\nSchedulers ({})", plan.schedulers.len());
     if !plan.schedulers.is_empty() {
-        let mut rows = vec![vec!["SCHEDULER".into(), "TREE-STABLE".into(), "BUILDERS".into(), "WATCHES".into()]];
+        let mut rows = vec![vec![
+            "SCHEDULER".into(),
+            "TREE-STABLE".into(),
+            "BUILDERS".into(),
+            "WATCHES".into(),
+        ]];
         for s in &plan.schedulers {
             let watch: Vec<String> = s
                 .watch
@@ -138,17 +192,36 @@ pub fn render_table(loaded: &Loaded) -> String {
                     None => format!("{} {}", w.vcs.as_str(), w.url),
                 })
                 .collect();
-            rows.push(vec![s.name.clone(), format!("{}s", s.tree_stable_timer), s.builders.len().to_string(), watch.join("; ")]);
+            rows.push(vec![
+                s.name.clone(),
+                format!("{}s", s.tree_stable_timer),
+                s.builders.len().to_string(),
+                watch.join("; "),
+            ]);
         }
         columns(&mut out, &rows);
     }
 
     let _ = writeln!(out, "\nPollers ({})", plan.pollers.len());
     if !plan.pollers.is_empty() {
-        let mut rows = vec![vec!["VCS".into(), "EVERY".into(), "BRANCHES".into(), "URL".into()]];
+        let mut rows = vec![vec![
+            "VCS".into(),
+            "EVERY".into(),
+            "BRANCHES".into(),
+            "URL".into(),
+        ]];
         for p in &plan.pollers {
-            let branches = if p.branches.is_empty() { "-".to_string() } else { p.branches.join(", ") };
-            rows.push(vec![p.vcs.as_str().to_string(), format!("{}s", p.interval), branches, p.url.clone()]);
+            let branches = if p.branches.is_empty() {
+                "-".to_string()
+            } else {
+                p.branches.join(", ")
+            };
+            rows.push(vec![
+                p.vcs.as_str().to_string(),
+                format!("{}s", p.interval),
+                branches,
+                p.url.clone(),
+            ]);
         }
         columns(&mut out, &rows);
     }

@@ -12,11 +12,26 @@ pub struct Args {
 
 /// The files written, relative to DIR.
 const FILES: &[(&str, &str)] = &[
-    ("master.toml", include_str!("../../templates/init/master.toml")),
-    ("workers.cfg", include_str!("../../templates/init/workers.cfg")),
-    ("buildouts/MANIFEST.cfg", include_str!("../../templates/init/buildouts/MANIFEST.cfg")),
-    ("buildouts/odoo-16.cfg", include_str!("../../templates/init/buildouts/odoo-16.cfg")),
-    ("buildouts/bootstrap.py", include_str!("../../templates/init/buildouts/bootstrap.py")),
+    (
+        "master.toml",
+        include_str!("../../templates/init/master.toml"),
+    ),
+    (
+        "workers.cfg",
+        include_str!("../../templates/init/workers.cfg"),
+    ),
+    (
+        "buildouts/MANIFEST.cfg",
+        include_str!("../../templates/init/buildouts/MANIFEST.cfg"),
+    ),
+    (
+        "buildouts/odoo-16.cfg",
+        include_str!("../../templates/init/buildouts/odoo-16.cfg"),
+    ),
+    (
+        "buildouts/bootstrap.py",
+        include_str!("../../templates/init/buildouts/bootstrap.py"),
+    ),
 ];
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -27,14 +42,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(|(rel, _)| args.dir.join(rel).display().to_string())
         .collect();
     if !existing.is_empty() {
-        bail!("{} already exist{}; nothing was written", existing.join(", "), if existing.len() == 1 { "s" } else { "" });
+        bail!(
+            "{} already exist{}; nothing was written",
+            existing.join(", "),
+            if existing.len() == 1 { "s" } else { "" }
+        );
     }
     for (rel, content) in FILES {
         let path = args.dir.join(rel);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        std::fs::write(&path, content).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(&path, content)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     // The workers file holds passwords.
     #[cfg(unix)]
@@ -47,6 +68,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     println!("  master.toml             abo's settings (all optional)");
     println!("  workers.cfg             workers and their capabilities (change the password)");
     println!("  buildouts/MANIFEST.cfg  the buildouts to build");
-    println!("Next: `abo check {}` shows what abo would run.", args.dir.display());
+    println!(
+        "Next: `abo check {}` shows what abo would run.",
+        args.dir.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,15 @@ pub struct OptValue {
     pub value: String,
     pub file: String,
     pub line: u32,
+    /// File line of each line of the (raw) value; see [`OptValue::line_of`].
+    pub lines: Vec<u32>,
+}
+
+impl OptValue {
+    /// File line of line `index` of the value, or the option's line.
+    pub fn line_of(&self, index: usize) -> u32 {
+        self.lines.get(index).copied().unwrap_or(self.line)
+    }
 }
 
 /// One manifest section with its merged options.
@@ -46,6 +55,7 @@ impl ManifestSection {
                         value: v.to_string(),
                         file: file.clone(),
                         line: i as u32 + 2,
+                        lines: Vec::new(),
                     },
                 )
             })
@@ -72,6 +82,19 @@ impl ManifestSection {
         self.get(key)
             .map(|v| v.lines().map(str::trim).filter(|l| !l.is_empty()).collect())
             .unwrap_or_default()
+    }
+
+    /// Non-blank lines of a multi-line option, stripped, each with its file line.
+    pub fn lines_at(&self, key: &str) -> Vec<(&str, u32)> {
+        let Some(opt) = self.options.get(key) else {
+            return Vec::new();
+        };
+        opt.value
+            .lines()
+            .enumerate()
+            .map(|(i, l)| (l.trim(), opt.line_of(i)))
+            .filter(|(l, _)| !l.is_empty())
+            .collect()
     }
 
     /// The line to blame for `key`: its own line, or the section header.
@@ -103,13 +126,22 @@ pub fn read_manifest(
             let Some(found) = ini.get(&section.name, &key) else {
                 continue;
             };
-            let (file, line) = match ini.raw(&section.name, &key) {
-                Some(entry) => (ini.file.clone(), entry.line),
-                None => (ini.file.clone(), section.line),
+            let (line, lines) = match ini.raw(&section.name, &key) {
+                Some(entry) => (entry.line, entry.lines.clone()),
+                None => (section.line, Vec::new()),
             };
             match found {
                 Ok(value) => {
-                    options.insert(key.clone(), OptValue { value, file, line });
+                    let file = ini.file.clone();
+                    options.insert(
+                        key.clone(),
+                        OptValue {
+                            value,
+                            file,
+                            line,
+                            lines,
+                        },
+                    );
                 }
                 Err(d) => diags.push(d),
             }

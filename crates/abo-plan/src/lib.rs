@@ -6,12 +6,14 @@
 //! - [`version`]: versions and the version-filter language (`>= 9.1 < 9.3 OR == 8.4`).
 //! - [`watch`]: watch lists, URL rewriting, change filters and pollers.
 //! - [`steps`]: the step lists of builders (the seed's subfactories).
+//! - [`props`]: build-time capability properties (`cap_<capability>_<option>`).
 //! - [`template`]: property templates (`%(prop)s`, `%(prop:-default)s`).
 //!
 //! Pure: no I/O, no clock.
 
 pub mod model;
 pub mod planner;
+pub mod props;
 pub mod steps;
 pub mod template;
 pub mod version;

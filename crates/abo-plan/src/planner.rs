@@ -209,27 +209,34 @@ fn worker_view(w: &Worker) -> WorkerView {
     }
 }
 
-/// Parses the lines of a `build-for`/`build-requires` option.
+/// Parses the lines of a `build-for`/`build-requires` option, each mistake at its line.
 fn requirements(
     section: &ManifestSection,
     key: &str,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<Requirement> {
-    let (file, line) = section.place_of(key);
-    section
-        .lines(key)
-        .into_iter()
-        .filter_map(|text| match Requirement::parse(text) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                diags.push(
-                    Diagnostic::new(file, line, format!("{key}: `{text}`: {e}"))
-                        .with_help("write `CAPABILITY [OP VERSION ...] [OR OP VERSION ...]`, e.g. `postgresql >= 9.1 < 9.3`, or `postgresql not-used`"),
-                );
-                None
-            }
-        })
-        .collect()
+    let file = section.place_of(key).0;
+    let mut found = Vec::new();
+    for (text, line) in section.lines_at(key) {
+        match Requirement::parse(text) {
+            // `not-used` says a build-for capability does not dispatch; as a requirement
+            // it would mean nothing (later upstream crashed on it).
+            Ok(r) if r.is_not_used() && key == "build-requires" => diags.push(
+                Diagnostic::new(
+                    file,
+                    line,
+                    format!("build-requires: `{text}`: `not-used` only makes sense in build-for"),
+                )
+                .with_help(format!(
+                    "move it to build-for, or require the capability: `{}`",
+                    r.capability
+                )),
+            ),
+            Ok(r) => found.push(r),
+            Err(e) => diags.push(e.to_diagnostic(file, line, key)),
+        }
+    }
+    found
 }
 
 /// Builders of one section.

@@ -24,7 +24,7 @@ pub mod download;
 pub mod postbuildout;
 pub mod postdownload;
 
-pub use download::{resolve_lp, BuildoutSource, SourceError};
+pub use download::{BuildoutSource, SourceError};
 
 use crate::model::{EnvValue, LockMode, LockUse, Step, StepKind};
 use abo_config::{Diagnostic, ManifestSection};
@@ -42,11 +42,9 @@ pub struct StepContext<'a> {
     pub step_sets: &'a BTreeMap<String, Vec<Step>>,
 }
 
-/// Escapes a literal value (from the manifest, or a name) so that it renders to itself:
-/// `%` becomes `%%`. Every user value put into a step goes through here.
-pub fn literal(value: &str) -> String {
-    value.replace('%', "%%")
-}
+/// Escapes a literal value (from the manifest, or a name) so that it renders to itself.
+/// Every user value put into a step goes through here.
+pub use crate::template::escape as literal;
 
 /// A manifest value in which the user wrote build-property references as `$(name)s`
 /// (because ConfigParser would interpolate `%(name)s`): `$` becomes `%`, and any literal

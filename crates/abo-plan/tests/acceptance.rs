@@ -597,3 +597,29 @@ fn all_mistakes_at_once() {
     }
     assert!(d.iter().all(|d| d.line.is_some()), "{text:#?}");
 }
+
+/// AC-R3: `pg_cluster_props` names the testing database `<db_prefix>-<section>`.
+#[test]
+fn ac_r3_testing_db() {
+    let p = planned("manifest_build_for.cfg", "slaves_build_for.cfg");
+    for (builder_name, db_prefix, expected) in [
+        ("range-postgresql-9.0", Some("ci"), "ci-range"),
+        ("sup90-postgresql-9.1-devel", None, "openerp_buildbot-sup90"),
+    ] {
+        let step = builder(&p, builder_name)
+            .steps
+            .iter()
+            .find(|s| s.name == "pg_cluster_props")
+            .unwrap();
+        let StepKind::SetProperties { properties } = &step.kind else {
+            panic!("{step:?}")
+        };
+        let rendered = abo_plan::template::render(&properties["testing_db"], |k| {
+            (k == "db_prefix")
+                .then(|| db_prefix.map(str::to_string))
+                .flatten()
+        })
+        .unwrap();
+        assert_eq!(rendered, expected);
+    }
+}

@@ -648,3 +648,507 @@ impl WorkerSession {
         self.seqs.pending.iter().map(|(s, k)| (*s, k))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::CommandLine;
+    use crate::command::{DownloadFileArgs, ShellArgs, UploadFileArgs};
+
+    fn seq(n: u64) -> SeqNumber {
+        SeqNumber::new(n)
+    }
+
+    fn id(s: &str) -> CommandId {
+        CommandId::new(s)
+    }
+
+    fn from_worker(n: u64, request: WorkerRequest) -> Message {
+        Message::FromWorker {
+            seq: seq(n),
+            request,
+        }
+    }
+
+    fn response(n: u64, outcome: Outcome) -> Message {
+        Message::Response(Response {
+            seq: seq(n),
+            outcome,
+        })
+    }
+
+    fn shell() -> Command {
+        Command::Shell(ShellArgs::new("/w", CommandLine::Shell("true".into())))
+    }
+
+    fn upload() -> Command {
+        Command::UploadFile(UploadFileArgs {
+            path: "/w/f".into(),
+            blocksize: 16,
+            maxsize: None,
+            keepstamp: Some(true),
+        })
+    }
+
+    fn download() -> Command {
+        Command::DownloadFile(DownloadFileArgs {
+            path: "/w/f".into(),
+            blocksize: 16,
+            maxsize: None,
+            mode: None,
+        })
+    }
+
+    /// Feeds a worker request and answers it at once.
+    fn accept(s: &mut MasterSession, msg: Message) -> Result<WorkerRequest, DecodeError> {
+        match s.receive(msg)? {
+            MasterEvent::Request { token, request } => {
+                assert!(s.respond(token, Outcome::nil()).is_some());
+                Ok(request)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn seqs_count_from_zero_and_responses_are_typed() {
+        let mut s = MasterSession::new();
+        assert_eq!(s.print("attached").seq(), seq(0));
+        assert_eq!(s.get_worker_info().seq(), seq(1));
+        assert_eq!(s.keepalive().seq(), seq(2));
+        assert_eq!(
+            s.pending().map(|(n, _)| n.get()).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        // Out of order, as the worker handles requests concurrently.
+        let ev = s.receive(response(2, Outcome::nil())).unwrap();
+        assert_eq!(
+            ev,
+            MasterEvent::Answered {
+                seq: seq(2),
+                request: Sent::Keepalive,
+                reply: Reply::Ok(Value::Nil)
+            }
+        );
+        let info = WorkerInfo {
+            basedir: Some("/srv/w".into()),
+            ..WorkerInfo::default()
+        };
+        let ev = s
+            .receive(response(1, Outcome::Ok(info.to_value())))
+            .unwrap();
+        assert!(
+            matches!(ev, MasterEvent::Answered { reply: Reply::WorkerInfo(i), .. } if *i == info)
+        );
+        // A response for a request already answered is refused.
+        assert_eq!(
+            s.receive(response(1, Outcome::nil())),
+            Err(DecodeError::UnknownSeq { seq: seq(1) })
+        );
+        assert_eq!(s.pending().count(), 1);
+    }
+
+    #[test]
+    fn malformed_worker_info_is_an_error_with_the_seq() {
+        let mut s = MasterSession::new();
+        let _ = s.get_worker_info();
+        let err = s
+            .receive(response(0, Outcome::Ok(Value::Str("x".into()))))
+            .unwrap_err();
+        assert!(matches!(err, DecodeError::WrongType { seq: Some(n), .. } if n == seq(0)));
+        assert_eq!(err.answerable_seq(), None);
+    }
+
+    #[test]
+    fn worker_can_only_address_this_connections_commands() {
+        let mut s = MasterSession::new();
+        let (a, _) = s.start_command(None, shell());
+        assert_eq!(a, id("0"));
+        // Updates before the start_command response are fine.
+        accept(
+            &mut s,
+            from_worker(
+                0,
+                WorkerRequest::Update {
+                    command_id: a.clone(),
+                    entries: vec![],
+                },
+            ),
+        )
+        .unwrap();
+        let err = s
+            .receive(from_worker(
+                1,
+                WorkerRequest::Update {
+                    command_id: id("7"),
+                    entries: vec![],
+                },
+            ))
+            .unwrap_err();
+        assert!(
+            matches!(err, DecodeError::ForeignCommand { ref command_id, .. } if *command_id == id("7"))
+        );
+        // The worker is owed an exception for it.
+        let answer = s.reject(&err).unwrap();
+        assert!(
+            matches!(answer, Message::Response(Response { seq: n, outcome: Outcome::Exception(_) }) if n == seq(1))
+        );
+        // After complete, the id is no longer the worker's to use.
+        accept(
+            &mut s,
+            from_worker(
+                2,
+                WorkerRequest::Complete {
+                    command_id: a.clone(),
+                    failure: None,
+                },
+            ),
+        )
+        .unwrap();
+        assert!(matches!(
+            s.receive(from_worker(
+                3,
+                WorkerRequest::Update {
+                    command_id: a.clone(),
+                    entries: vec![]
+                }
+            )),
+            Err(DecodeError::ForeignCommand { .. })
+        ));
+        assert_eq!(s.active_commands().count(), 0);
+        // Nothing to interrupt either.
+        assert!(s.interrupt_command(&a, "stop", None).is_none());
+    }
+
+    #[test]
+    fn transfer_ops_need_the_right_command_in_the_right_order() {
+        let mut s = MasterSession::new();
+        let (sh, _) = s.start_command(None, shell());
+        let (up, _) = s.start_command(None, upload());
+        let (down, _) = s.start_command(None, download());
+        let write = |c: &CommandId| WorkerRequest::UploadFileWrite {
+            command_id: c.clone(),
+            data: b"xx".to_vec(),
+        };
+        assert!(matches!(
+            s.receive(from_worker(0, write(&sh))),
+            Err(DecodeError::WrongTransfer {
+                kind: CommandKind::Shell,
+                ..
+            })
+        ));
+        assert!(matches!(
+            s.receive(from_worker(
+                0,
+                WorkerRequest::ReadFile {
+                    command_id: up.clone(),
+                    length: 4
+                }
+            )),
+            Err(DecodeError::WrongTransfer {
+                kind: CommandKind::UploadFile,
+                ..
+            })
+        ));
+        // utime only after close.
+        assert!(matches!(
+            s.receive(from_worker(
+                0,
+                WorkerRequest::UploadFileUtime {
+                    command_id: up.clone(),
+                    access_time: 1.0,
+                    modified_time: 2.0
+                }
+            )),
+            Err(DecodeError::TransferOutOfOrder { .. })
+        ));
+        accept(&mut s, from_worker(0, write(&up))).unwrap();
+        accept(&mut s, from_worker(1, write(&up))).unwrap();
+        accept(
+            &mut s,
+            from_worker(
+                2,
+                WorkerRequest::UploadFileClose {
+                    command_id: up.clone(),
+                },
+            ),
+        )
+        .unwrap();
+        assert!(matches!(
+            s.receive(from_worker(3, write(&up))),
+            Err(DecodeError::TransferOutOfOrder { .. })
+        ));
+        assert!(matches!(
+            s.receive(from_worker(
+                3,
+                WorkerRequest::UploadFileClose {
+                    command_id: up.clone()
+                }
+            )),
+            Err(DecodeError::TransferOutOfOrder { .. })
+        ));
+        accept(
+            &mut s,
+            from_worker(
+                3,
+                WorkerRequest::UploadFileUtime {
+                    command_id: up.clone(),
+                    access_time: 1.0,
+                    modified_time: 2.0,
+                },
+            ),
+        )
+        .unwrap();
+        // Downloads: reads, then close, then no more reads.
+        accept(
+            &mut s,
+            from_worker(
+                4,
+                WorkerRequest::ReadFile {
+                    command_id: down.clone(),
+                    length: 16,
+                },
+            ),
+        )
+        .unwrap();
+        accept(
+            &mut s,
+            from_worker(
+                5,
+                WorkerRequest::ReadFileClose {
+                    command_id: down.clone(),
+                },
+            ),
+        )
+        .unwrap();
+        assert!(matches!(
+            s.receive(from_worker(
+                6,
+                WorkerRequest::ReadFile {
+                    command_id: down.clone(),
+                    length: 16
+                }
+            )),
+            Err(DecodeError::TransferOutOfOrder { .. })
+        ));
+        assert_eq!(s.command_kind(&down), Some(CommandKind::DownloadFile));
+    }
+
+    #[test]
+    fn a_refused_start_forgets_the_command() {
+        let mut s = MasterSession::with_command_ids_from(114);
+        let (c, start) = s.start_command(Some("b1".into()), shell());
+        assert_eq!(c, id("114"));
+        let ev = s
+            .receive(response(start.seq().get(), Outcome::Exception("no".into())))
+            .unwrap();
+        assert_eq!(
+            ev,
+            MasterEvent::Answered {
+                seq: seq(0),
+                request: Sent::StartCommand(c.clone()),
+                reply: Reply::Exception("no".into())
+            }
+        );
+        assert_eq!(s.command_kind(&c), None);
+        assert_eq!(s.next_command_id(), 115);
+    }
+
+    #[test]
+    fn each_worker_request_is_answered_exactly_once() {
+        let mut s = MasterSession::new();
+        let (c, _) = s.start_command(None, shell());
+        let update = || WorkerRequest::Update {
+            command_id: c.clone(),
+            entries: vec![],
+        };
+        let MasterEvent::Request { token, .. } = s.receive(from_worker(0, update())).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(s.owed().collect::<Vec<_>>(), [seq(0)]);
+        // The same seq again while still owed.
+        let dup = s.receive(from_worker(0, update())).unwrap_err();
+        assert!(matches!(dup, DecodeError::DuplicateSeq { .. }));
+        assert_eq!(s.reject(&dup), None);
+        // A refused request whose seq is owed already gets no second answer.
+        let foreign = s
+            .receive(from_worker(
+                0,
+                WorkerRequest::Complete {
+                    command_id: id("9"),
+                    failure: None,
+                },
+            ))
+            .unwrap_err();
+        assert_eq!(s.reject(&foreign), None);
+        // A token from another session answers nothing here.
+        let mut other = MasterSession::new();
+        let (c2, _) = other.start_command(None, shell());
+        let MasterEvent::Request {
+            token: foreign_token,
+            ..
+        } = other
+            .receive(from_worker(
+                5,
+                WorkerRequest::Update {
+                    command_id: c2,
+                    entries: vec![],
+                },
+            ))
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(s.respond(foreign_token, Outcome::nil()), None);
+        assert_eq!(
+            s.respond(token, Outcome::nil()),
+            Some(response(0, Outcome::nil()))
+        );
+        assert_eq!(s.owed().count(), 0);
+    }
+
+    #[test]
+    fn requests_in_the_wrong_direction_and_unknown_ops() {
+        let mut s = MasterSession::new();
+        let err = s
+            .receive(Message::FromMaster {
+                seq: seq(4),
+                request: MasterRequest::Keepalive,
+            })
+            .unwrap_err();
+        assert_eq!(err.answerable_seq(), Some(seq(4)));
+        let MasterEvent::UnknownOp { token, op } = s
+            .receive(Message::Unknown {
+                op: "hello".into(),
+                seq: seq(5),
+            })
+            .unwrap()
+        else {
+            panic!()
+        };
+        let answer = s.respond(token, Outcome::unknown_op(&op)).unwrap();
+        assert_eq!(
+            answer,
+            response(
+                5,
+                Outcome::Exception("Command hello does not exist.".into())
+            )
+        );
+
+        let mut w = WorkerSession::new();
+        let err = w
+            .receive(from_worker(
+                0,
+                WorkerRequest::ReadFileClose {
+                    command_id: id("1"),
+                },
+            ))
+            .unwrap_err();
+        assert!(matches!(err, DecodeError::WrongDirection { .. }));
+    }
+
+    #[test]
+    fn worker_session_tracks_the_masters_commands() {
+        let mut w = WorkerSession::new();
+        let start = |n: u64, c: &str| Message::FromMaster {
+            seq: seq(n),
+            request: MasterRequest::StartCommand {
+                command_id: id(c),
+                builder_name: None,
+                command: shell(),
+            },
+        };
+        let WorkerEvent::Request { token, .. } = w.receive(start(0, "a")).unwrap() else {
+            panic!()
+        };
+        // Reusing a running command's id is refused (the stock worker would overwrite it).
+        let dup = w.receive(start(1, "a")).unwrap_err();
+        assert!(matches!(dup, DecodeError::DuplicateCommand { .. }));
+        assert!(w.reject(&dup).is_some());
+        // The worker can only report on active commands.
+        assert!(w
+            .send(WorkerRequest::Update {
+                command_id: id("zz"),
+                entries: vec![]
+            })
+            .is_none());
+        let up = w
+            .send(WorkerRequest::Update {
+                command_id: id("a"),
+                entries: vec![],
+            })
+            .unwrap();
+        assert_eq!(up.seq(), seq(0));
+        let _ = w.respond(token, Outcome::nil()).unwrap();
+        let done = w
+            .send(WorkerRequest::Complete {
+                command_id: id("a"),
+                failure: None,
+            })
+            .unwrap();
+        assert_eq!(done.seq(), seq(1));
+        assert_eq!(w.active_commands().count(), 0);
+        assert_eq!(w.pending().count(), 2);
+        let ev = w.receive(response(1, Outcome::nil())).unwrap();
+        assert_eq!(
+            ev,
+            WorkerEvent::Answered {
+                seq: seq(1),
+                request: WorkerSent {
+                    op: "complete",
+                    command_id: id("a")
+                },
+                reply: WorkerReply::Ok(Value::Nil)
+            }
+        );
+        // A start answered with an exception never ran.
+        let WorkerEvent::Request { token, .. } = w.receive(start(2, "b")).unwrap() else {
+            panic!()
+        };
+        let _ = w
+            .respond(token, Outcome::Exception("bad args".into()))
+            .unwrap();
+        assert!(w
+            .send(WorkerRequest::Update {
+                command_id: id("b"),
+                entries: vec![]
+            })
+            .is_none());
+    }
+
+    #[test]
+    fn read_file_answers_must_be_bytes() {
+        let mut w = WorkerSession::new();
+        let WorkerEvent::Request { token, .. } = w
+            .receive(Message::FromMaster {
+                seq: seq(0),
+                request: MasterRequest::StartCommand {
+                    command_id: id("d"),
+                    builder_name: None,
+                    command: download(),
+                },
+            })
+            .unwrap()
+        else {
+            panic!()
+        };
+        let _ = w.respond(token, Outcome::nil());
+        let ask = w
+            .send(WorkerRequest::ReadFile {
+                command_id: id("d"),
+                length: 4,
+            })
+            .unwrap();
+        let err = w
+            .receive(response(ask.seq().get(), Outcome::Ok(Value::Bool(true))))
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            DecodeError::WrongType {
+                expected: "bin",
+                ..
+            }
+        ));
+    }
+}

@@ -167,10 +167,7 @@ fn parse_bzr(rest: &[&str]) -> Result<BuildoutSource, SourceError> {
 /// `lp:X` (Launchpad, which 0.9 resolved over the network) as a plain URL, resolved the
 /// same way as the pollers and change filters do.
 pub fn resolve_lp(url: &str) -> String {
-    match url.strip_prefix("lp:") {
-        Some(path) => format!("http://bazaar.launchpad.net/+branch/{path}"),
-        None => url.to_string(),
-    }
+    crate::watch::resolve_launchpad(url).unwrap_or_else(|| url.to_string())
 }
 
 /// The steps that put the buildout on the worker. `manifest_dir` is the manifest's

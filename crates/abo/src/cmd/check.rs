@@ -102,6 +102,17 @@ pub fn render_table(loaded: &Loaded) -> String {
         }
         *cells.entry((&b.buildout, version)).or_default() += b.workers.len();
     }
+    // Columns in version order: numbers first, a suffixed version (`9.2-devel`) before the
+    // release it precedes; what does not parse goes last.
+    versions.sort_by_key(|v| match abo_plan::version::Version::parse(v) {
+        Ok(parsed) => (
+            0,
+            parsed.numbers().to_vec(),
+            parsed.suffix().is_none(),
+            v.clone(),
+        ),
+        Err(_) => (1, Vec::new(), false, v.clone()),
+    });
     let _ = writeln!(
         out,
         "Matrix: {} × PostgreSQL version (workers per cell)",

@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Everything abo derives from the configuration.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -44,7 +45,8 @@ pub struct Builder {
     pub category: String,
     /// Builder properties, e.g. `pg_version`.
     pub properties: BTreeMap<String, String>,
-    pub steps: Vec<Step>,
+    /// Shared by every builder of a section: they differ only by their properties.
+    pub steps: Arc<[Step]>,
 }
 
 /// A command: an argument vector (never passed through a shell), or a shell string

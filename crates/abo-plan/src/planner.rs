@@ -16,6 +16,7 @@ use abo_config::settings::{
 };
 use abo_config::{Diagnostic, ManifestSection, MasterSettings, Worker};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// What the planner reads. Sections of every manifest, in order; workers in file order.
 pub struct PlanInput<'a> {
@@ -309,7 +310,7 @@ fn plan_factory(
         ));
     }
 
-    let steps = match factory_steps(
+    let steps: Arc<[Step]> = match factory_steps(
         section,
         &StepContext {
             env: &env,
@@ -317,10 +318,10 @@ fn plan_factory(
             step_sets,
         },
     ) {
-        Ok(s) => s,
+        Ok(s) => s.into(),
         Err(d) => {
             diags.extend(d);
-            Vec::new()
+            return None;
         }
     };
     if diags.len() > before {

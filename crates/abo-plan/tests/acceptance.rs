@@ -385,7 +385,7 @@ fn ac_f4_capability_env() {
 fn ac_f4_no_requirement_no_env() {
     let p = planned("manifest_1.cfg", "one_slave.cfg");
     for b in &p.builders {
-        for s in &b.steps {
+        for s in b.steps.iter() {
             assert!(
                 s.env.is_empty() || s.name == "bootstrap",
                 "{} {}: {:?}",

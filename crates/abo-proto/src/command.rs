@@ -103,8 +103,8 @@ impl fmt::Display for CommandKind {
 /// A remote command with its arguments: what `start_command` asks the worker to run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    /// Run a process.
-    Shell(ShellArgs),
+    /// Run a process (boxed: the shell args are by far the largest).
+    Shell(Box<ShellArgs>),
     /// Send a worker file to the master (`update_upload_file_*` ops follow).
     UploadFile(UploadFileArgs),
     /// Send a worker directory to the master as a tar stream (`update_upload_directory_*`).
@@ -362,7 +362,7 @@ impl Command {
             ctx.strings("args.paths", node)
         };
         Ok(match kind {
-            CommandKind::Shell => Command::Shell(decode_shell(ctx, &mut f)?),
+            CommandKind::Shell => Command::Shell(Box::new(decode_shell(ctx, &mut f)?)),
             CommandKind::UploadFile => Command::UploadFile(UploadFileArgs {
                 path: path(&mut f)?,
                 blocksize: blocksize(ctx, &mut f)?,

@@ -1,7 +1,9 @@
 //! Buildbot's `msgpack_experimental_v7` worker protocol, as buildbot-worker 4.3.0 speaks it:
 //! typed messages, their msgpack encoding, and per-connection bookkeeping. Pure: no sockets,
 //! no async runtime, no clock, no filesystem. This crate is the only place in abo that knows
-//! the wire format; `/work/shared/spec/worker-protocol.md` is the reference it follows.
+//! the wire format; the shared spec `spec/worker-protocol.md` (buildbot-worker 4.3.0, checked
+//! against captures) is the reference it follows, and `testdata/captures/` hold the frames
+//! its tests replay.
 //!
 //! # Principal types
 //!
@@ -97,6 +99,8 @@
 //! - **Never send a stray response** (one whose seq_number the worker is not waiting on): the
 //!   worker drops the connection. The sessions make that impossible by construction.
 
+#![warn(missing_docs)]
+
 mod codec;
 mod command;
 mod error;
@@ -130,7 +134,8 @@ pub struct Limits {
     /// parsed. Default 16 MiB: well above the 256 KiB upload chunks of the stock master.
     pub max_frame_bytes: usize,
     /// Arrays and maps nested deeper than this are refused ([`Malformed::TooDeep`]). The
-    /// protocol nests at most 5 levels; capped at 256 whatever is set here.
+    /// protocol nests at most 6 levels (an `update` log entry); capped at 128 whatever is set
+    /// here.
     pub max_depth: usize,
 }
 

@@ -11,9 +11,9 @@
 use crate::error::{DecodeError, Malformed};
 use crate::value::{Int, Value, ValueKind};
 
-/// Nesting deeper than this is refused whatever [`crate::Limits::max_depth`] says, so that the
-/// recursive reader can never exhaust the stack.
-pub(crate) const HARD_MAX_DEPTH: usize = 256;
+/// Nesting deeper than this is refused whatever [`crate::Limits::max_depth`] says. The reader
+/// itself is iterative, but dropping, comparing and converting values recurse.
+pub(crate) const HARD_MAX_DEPTH: usize = 128;
 
 /// A parsed msgpack value whose strings are not yet checked for UTF-8.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,7 +51,7 @@ pub(crate) fn parse(buf: &[u8], max_depth: usize) -> Result<Node, DecodeError> {
         pos: 0,
         max_depth: max_depth.min(HARD_MAX_DEPTH),
     };
-    let node = p.node(0)?;
+    let node = p.node()?;
     if p.pos != buf.len() {
         return Err(p.malformed(Malformed::TrailingBytes));
     }
@@ -62,6 +62,27 @@ struct Parser<'a> {
     buf: &'a [u8],
     pos: usize,
     max_depth: usize,
+}
+
+/// What one header read: a complete scalar, or the start of a container.
+enum Item {
+    Done(Node),
+    Array(usize),
+    Map(usize),
+}
+
+/// A container being filled, on the reader's explicit stack (no recursion, so no stack
+/// overflow whatever the nesting).
+enum Open {
+    Array {
+        items: Vec<Node>,
+        left: usize,
+    },
+    Map {
+        entries: Vec<(Node, Node)>,
+        key: Option<Node>,
+        left: usize,
+    },
 }
 
 impl<'a> Parser<'a> {
@@ -109,13 +130,102 @@ impl<'a> Parser<'a> {
         Ok(self.take(len)?.to_vec())
     }
 
-    fn node(&mut self, depth: usize) -> Result<Node, DecodeError> {
+    /// Reads the whole value with an explicit stack of open containers.
+    fn node(&mut self) -> Result<Node, DecodeError> {
+        let mut stack: Vec<Open> = Vec::new();
+        loop {
+            let mut node = match self.item()? {
+                Item::Done(node) => node,
+                Item::Array(0) => Node::Array(Vec::new()),
+                Item::Map(0) => Node::Map(Vec::new()),
+                Item::Array(n) => {
+                    self.enter(stack.len(), n)?;
+                    stack.push(Open::Array {
+                        items: Vec::with_capacity(n),
+                        left: n,
+                    });
+                    continue;
+                }
+                Item::Map(n) => {
+                    self.enter(stack.len(), n.saturating_mul(2))?;
+                    stack.push(Open::Map {
+                        entries: Vec::with_capacity(n),
+                        key: None,
+                        left: n,
+                    });
+                    continue;
+                }
+            };
+            // Attach the finished node to its container, closing every container it fills.
+            loop {
+                let Some(open) = stack.pop() else {
+                    return Ok(node);
+                };
+                match open {
+                    Open::Array { mut items, left } => {
+                        items.push(node);
+                        if left > 1 {
+                            stack.push(Open::Array {
+                                items,
+                                left: left - 1,
+                            });
+                            break;
+                        }
+                        node = Node::Array(items);
+                    }
+                    Open::Map {
+                        entries,
+                        key: None,
+                        left,
+                    } => {
+                        stack.push(Open::Map {
+                            entries,
+                            key: Some(node),
+                            left,
+                        });
+                        break;
+                    }
+                    Open::Map {
+                        mut entries,
+                        key: Some(k),
+                        left,
+                    } => {
+                        entries.push((k, node));
+                        if left > 1 {
+                            stack.push(Open::Map {
+                                entries,
+                                key: None,
+                                left: left - 1,
+                            });
+                            break;
+                        }
+                        node = Node::Map(entries);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks a new container of `n` elements at nesting `depth`: within the depth limit, and
+    /// no more elements than bytes left (each element takes at least one), so that a claimed
+    /// count the input cannot back is refused before anything is reserved for it.
+    fn enter(&self, depth: usize, n: usize) -> Result<(), DecodeError> {
+        if depth >= self.max_depth {
+            return Err(self.malformed(Malformed::TooDeep));
+        }
+        if n > self.remaining() {
+            return Err(self.malformed(Malformed::Truncated));
+        }
+        Ok(())
+    }
+
+    fn item(&mut self) -> Result<Item, DecodeError> {
         let start = self.pos;
         let tag = self.u8()?;
         let node = match tag {
             0x00..=0x7f => Node::Int(Int::from(u64::from(tag))),
-            0x80..=0x8f => self.map(usize::from(tag & 0x0f), depth)?,
-            0x90..=0x9f => self.seq(usize::from(tag & 0x0f), depth)?,
+            0x80..=0x8f => return Ok(Item::Map(usize::from(tag & 0x0f))),
+            0x90..=0x9f => return Ok(Item::Array(usize::from(tag & 0x0f))),
             0xa0..=0xbf => Node::Str(self.bytes(usize::from(tag & 0x1f))?),
             0xc0 => Node::Nil,
             0xc1 => {
@@ -162,60 +272,13 @@ impl<'a> Parser<'a> {
                 let n = self.len32()?;
                 Node::Str(self.bytes(n)?)
             }
-            0xdc => {
-                let n = self.len16()?;
-                self.seq(n, depth)?
-            }
-            0xdd => {
-                let n = self.len32()?;
-                self.seq(n, depth)?
-            }
-            0xde => {
-                let n = self.len16()?;
-                self.map(n, depth)?
-            }
-            0xdf => {
-                let n = self.len32()?;
-                self.map(n, depth)?
-            }
+            0xdc => return Ok(Item::Array(self.len16()?)),
+            0xdd => return Ok(Item::Array(self.len32()?)),
+            0xde => return Ok(Item::Map(self.len16()?)),
+            0xdf => return Ok(Item::Map(self.len32()?)),
             0xe0..=0xff => Node::Int(Int::from(i64::from(tag as i8))),
         };
-        Ok(node)
-    }
-
-    fn enter(&self, depth: usize) -> Result<usize, DecodeError> {
-        if depth >= self.max_depth {
-            return Err(self.malformed(Malformed::TooDeep));
-        }
-        Ok(depth + 1)
-    }
-
-    fn seq(&mut self, n: usize, depth: usize) -> Result<Node, DecodeError> {
-        let depth = self.enter(depth)?;
-        // Every element takes at least one byte: a claimed count the input cannot back is
-        // refused before anything is reserved for it.
-        if n > self.remaining() {
-            return Err(self.malformed(Malformed::Truncated));
-        }
-        let mut items = Vec::with_capacity(n);
-        for _ in 0..n {
-            items.push(self.node(depth)?);
-        }
-        Ok(Node::Array(items))
-    }
-
-    fn map(&mut self, n: usize, depth: usize) -> Result<Node, DecodeError> {
-        let depth = self.enter(depth)?;
-        if n > self.remaining() / 2 {
-            return Err(self.malformed(Malformed::Truncated));
-        }
-        let mut entries = Vec::with_capacity(n);
-        for _ in 0..n {
-            let k = self.node(depth)?;
-            let v = self.node(depth)?;
-            entries.push((k, v));
-        }
-        Ok(Node::Map(entries))
+        Ok(Item::Done(node))
     }
 }
 
@@ -461,8 +524,19 @@ mod tests {
     }
 
     #[test]
+    fn the_deepest_allowed_value_is_read_and_dropped() {
+        let mut deep = vec![0x91; HARD_MAX_DEPTH];
+        deep.push(0xc0);
+        let node = parse(&deep, usize::MAX).unwrap();
+        let again = node.clone();
+        assert_eq!(node, again);
+        deep.insert(0, 0x91);
+        assert!(parse(&deep, usize::MAX).is_err());
+    }
+
+    #[test]
     fn depth_is_capped() {
-        let deep = vec![0x91; 10_000];
+        let deep = vec![0x91; 1_000_000];
         let err = parse(&deep, usize::MAX).unwrap_err();
         assert!(matches!(
             err,

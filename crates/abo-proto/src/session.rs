@@ -95,12 +95,12 @@ impl<K> SeqBook<K> {
     }
 
     fn respond(&mut self, token: &ReplyToken, outcome: Outcome) -> Option<Message> {
-        self.owed.remove(&token.seq).then(|| {
-            Message::Response(Response {
+        self.owed
+            .remove(&token.seq)
+            .then_some(Message::Response(Response {
                 seq: token.seq,
                 outcome,
-            })
-        })
+            }))
     }
 
     fn reject(&mut self, err: &DecodeError) -> Option<Message> {
@@ -678,7 +678,10 @@ mod tests {
     }
 
     fn shell() -> Command {
-        Command::Shell(ShellArgs::new("/w", CommandLine::Shell("true".into())))
+        Command::Shell(Box::new(ShellArgs::new(
+            "/w",
+            CommandLine::Shell("true".into()),
+        )))
     }
 
     fn upload() -> Command {

@@ -88,7 +88,7 @@ fn canonical(v: &Value, in_args: bool) -> Value {
                         || !(matches!(val, Value::Nil)
                             || matches!(val, Value::Map(m) if m.is_empty())
                             || matches!(k.as_str(), Some("workersrc" | "workerdest"))
-                            || (k.as_str() == Some("workdir") && !v.get("command").is_some()))
+                            || (k.as_str() == Some("workdir") && v.get("command").is_none()))
                 })
                 .map(|(k, val)| {
                     let nested = is_start && k.as_str() == Some("args");

@@ -2,8 +2,8 @@
 //! reason precise enough to log.
 
 use abo_proto::{
-    decode, decode_with, encode_value, DecodeError, Int, Limits, Malformed, Message, SeqNumber,
-    Value, ValueKind,
+    decode, decode_value, decode_with, encode_value, DecodeError, Int, Limits, Malformed, Message,
+    SeqNumber, Value, ValueKind,
 };
 
 fn s(x: &str) -> Value {
@@ -488,4 +488,36 @@ fn liberal_where_the_python_peers_are() {
     assert!(matches!(m, Message::FromWorker {
         request: abo_proto::WorkerRequest::UploadFileUtime { access_time, .. }, ..
     } if access_time == 1.5));
+}
+
+#[test]
+fn the_deepest_accepted_nesting_converts_without_overflow() {
+    let unlimited = Limits {
+        max_depth: usize::MAX,
+        ..Limits::default()
+    };
+    // The message map, `args`, the entry pair and 125 more arrays: the hard cap of 128
+    // nested containers.
+    let mut deep = Value::Nil;
+    for _ in 0..125 {
+        deep = Value::Array(vec![deep]);
+    }
+    let bytes = update(Value::Array(vec![Value::Array(vec![s("x"), deep.clone()])]));
+    let m = decode_with(&bytes, &unlimited).expect("within the cap");
+    assert!(
+        abo_proto::decode(&abo_proto::encode(&m)).is_err(),
+        "default depth is 32"
+    );
+    assert!(decode_value(&bytes, &unlimited).is_ok());
+    let deeper = update(Value::Array(vec![Value::Array(vec![
+        s("x"),
+        Value::Array(vec![deep]),
+    ])]));
+    assert!(matches!(
+        decode_with(&deeper, &unlimited),
+        Err(DecodeError::Malformed {
+            reason: Malformed::TooDeep,
+            ..
+        })
+    ));
 }

@@ -123,7 +123,7 @@ fn shell() -> impl Strategy<Value = ShellArgs> {
 fn command() -> impl Strategy<Value = Command> {
     let compress = option::of(prop_oneof![Just(Compression::Gz), Just(Compression::Bz2)]);
     prop_oneof![
-        shell().prop_map(Command::Shell),
+        shell().prop_map(|a| Command::Shell(Box::new(a))),
         (
             text(),
             any::<u64>(),
@@ -479,7 +479,7 @@ fn btree_maps_are_used_for_env() {
         request: MasterRequest::StartCommand {
             command_id: CommandId::new("0"),
             builder_name: None,
-            command: Command::Shell(a),
+            command: Command::Shell(Box::new(a)),
         },
     };
     let bytes = encode(&m);

@@ -190,7 +190,7 @@ fn check_master_files(
 ) {
     let mut checked = std::collections::BTreeSet::new();
     for builder in &plan.builders {
-        for step in &builder.steps {
+        for step in builder.steps.iter() {
             let StepKind::Download { src, .. } = &step.kind else {
                 continue;
             };

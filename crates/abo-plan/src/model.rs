@@ -40,8 +40,9 @@ pub struct Builder {
     pub name: String,
     /// The manifest section (the seed's "factory") this builder comes from.
     pub buildout: String,
-    /// Workers that may run it, in workers-file order.
-    pub workers: Vec<String>,
+    /// Workers that may run it, in workers-file order (shared names: a worker appears in
+    /// thousands of builders of a large configuration).
+    pub workers: Vec<Arc<str>>,
     pub category: String,
     /// Builder properties, e.g. `pg_version`.
     pub properties: BTreeMap<String, String>,

@@ -92,6 +92,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, Vec<Diagnostic>> {
                 .collect()
         })
         .collect();
+    let offers = Offers::new(input.workers);
     for w in input.workers {
         for c in &w.capabilities {
             if let Some(v) = &c.version {
@@ -141,6 +142,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, Vec<Diagnostic>> {
             section,
             input,
             &worker_caps,
+            &offers,
             &cap_envs,
             &step_sets,
             &mut diags,
@@ -245,6 +247,7 @@ fn plan_factory(
     section: &ManifestSection,
     input: &PlanInput<'_>,
     worker_caps: &[Vec<(&str, Option<Version>)>],
+    offers: &Offers<'_>,
     cap_envs: &BTreeMap<String, CapabilityEnv>,
     step_sets: &BTreeMap<String, Vec<Step>>,
     diags: &mut Vec<Diagnostic>,
@@ -338,6 +341,11 @@ fn plan_factory(
         .map(|r| r.capability.as_str())
         .collect();
     // Workers meeting every requirement, whose build-only-if-requires names are all required.
+    let names: Vec<Arc<str>> = input
+        .workers
+        .iter()
+        .map(|w| Arc::from(w.name.as_str()))
+        .collect();
     let eligible: Vec<usize> = (0..input.workers.len())
         .filter(|&i| {
             build_requires.iter().all(|r| r.is_met_by(&worker_caps[i]))
@@ -354,10 +362,7 @@ fn plan_factory(
             builders.push(Builder {
                 name: section.name.clone(),
                 buildout: section.name.clone(),
-                workers: eligible
-                    .iter()
-                    .map(|&i| input.workers[i].name.clone())
-                    .collect(),
+                workers: eligible.iter().map(|&i| names[i].clone()).collect(),
                 category,
                 properties: BTreeMap::new(),
                 steps,
@@ -366,30 +371,27 @@ fn plan_factory(
         return Some(builders);
     }
 
-    // Versions of each dimension offered by eligible workers, first seen first, that the
-    // build-for filter accepts.
-    let dim_versions: Vec<Vec<&str>> = dims
+    let eligible_mask: Vec<bool> = {
+        let mut mask = vec![false; input.workers.len()];
+        for &i in &eligible {
+            mask[i] = true;
+        }
+        mask
+    };
+    // Versions of each dimension that an eligible worker offers and the build-for filter
+    // accepts, each with the workers offering it.
+    let dim_versions: Vec<Vec<&Offer<'_>>> = dims
         .iter()
         .map(|(cap, rule)| {
-            let mut versions: Vec<&str> = Vec::new();
-            for &i in &eligible {
-                for c in input.workers[i].versions_of(cap) {
-                    let Some(v) = c.version.as_deref() else {
-                        continue;
-                    };
-                    if versions.contains(&v) {
-                        continue;
-                    }
-                    let accepted = match rule {
-                        None => true,
-                        Some(r) => Version::parse(v).is_ok_and(|parsed| r.matches(Some(&parsed))),
-                    };
-                    if accepted {
-                        versions.push(v);
-                    }
-                }
-            }
-            versions
+            offers
+                .of(cap)
+                .iter()
+                .filter(|o| o.workers.iter().zip(&eligible_mask).any(|(a, b)| *a && *b))
+                .filter(|o| match rule {
+                    None => true,
+                    Some(r) => o.parsed.as_ref().is_some_and(|v| r.matches(Some(v))),
+                })
+                .collect()
         })
         .collect();
 
@@ -401,18 +403,17 @@ fn plan_factory(
         let chosen: Vec<&str> = combo
             .iter()
             .enumerate()
-            .map(|(d, &k)| dim_versions[d][k])
+            .map(|(d, &k)| dim_versions[d][k].version)
             .collect();
-        let workers: Vec<String> = eligible
-            .iter()
-            .filter(|&&i| {
-                dims.iter().zip(&chosen).all(|((cap, _), v)| {
-                    input.workers[i]
-                        .versions_of(cap)
-                        .any(|c| c.version.as_deref() == Some(*v))
-                })
+        let workers: Vec<Arc<str>> = (0..input.workers.len())
+            .filter(|&i| {
+                eligible_mask[i]
+                    && combo
+                        .iter()
+                        .enumerate()
+                        .all(|(d, &k)| dim_versions[d][k].workers[i])
             })
-            .map(|&i| input.workers[i].name.clone())
+            .map(|i| names[i].clone())
             .collect();
         if !workers.is_empty() {
             let mut name = section.name.clone();
@@ -592,5 +593,48 @@ fn kind_name(kind: StepSpecKind) -> &'static str {
         StepSpecKind::SetProperties => "set-properties",
         StepSpecKind::SetPropertyFromCommand => "set-property-from-command",
         StepSpecKind::AnalyzeLog => "analyze-log",
+    }
+}
+
+/// One version of one capability, and which workers (by index) declare it.
+struct Offer<'a> {
+    version: &'a str,
+    parsed: Option<Version>,
+    workers: Vec<bool>,
+}
+
+/// Every versioned capability the workers declare, indexed once per plan so that the
+/// matrix of each section is computed without comparing strings.
+struct Offers<'a>(HashMap<&'a str, Vec<Offer<'a>>>);
+
+impl<'a> Offers<'a> {
+    fn new(workers: &'a [Worker]) -> Self {
+        let mut index: HashMap<&str, Vec<Offer<'_>>> = HashMap::new();
+        for (i, w) in workers.iter().enumerate() {
+            for c in &w.capabilities {
+                let Some(version) = c.version.as_deref() else {
+                    continue;
+                };
+                let offers = index.entry(c.name.as_str()).or_default();
+                let at = match offers.iter().position(|o| o.version == version) {
+                    Some(at) => at,
+                    None => {
+                        offers.push(Offer {
+                            version,
+                            parsed: Version::parse(version).ok(),
+                            workers: vec![false; workers.len()],
+                        });
+                        offers.len() - 1
+                    }
+                };
+                offers[at].workers[i] = true;
+            }
+        }
+        Offers(index)
+    }
+
+    /// Versions of `capability` in first-declared order.
+    fn of(&self, capability: &str) -> &[Offer<'a>] {
+        self.0.get(capability).map_or(&[], Vec::as_slice)
     }
 }

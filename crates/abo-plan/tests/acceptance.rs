@@ -58,7 +58,12 @@ fn planned(manifest: &str, workers_file: &str) -> Plan {
 fn builders(p: &Plan) -> BTreeMap<String, Vec<String>> {
     p.builders
         .iter()
-        .map(|b| (b.name.clone(), b.workers.clone()))
+        .map(|b| {
+            (
+                b.name.clone(),
+                b.workers.iter().map(|w| w.to_string()).collect(),
+            )
+        })
         .collect()
 }
 

@@ -28,6 +28,11 @@ enum Command {
     Check(cmd::check::Args),
     /// Analyse an OpenERP/Odoo test log (the seed's analyze_oerp_tests, and modern Odoo)
     AnalyzeLog(cmd::analyze::Args),
+    /// Run the master in the foreground: the worker port and the web/API port
+    Start(cmd::start::Args),
+    /// Create, run or inspect a worker
+    #[command(subcommand)]
+    Worker(cmd::worker::Command),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +41,8 @@ fn main() -> ExitCode {
         Command::Init(args) => cmd::init::run(args),
         Command::Check(args) => cmd::check::run(args),
         Command::AnalyzeLog(args) => cmd::analyze::run(args),
+        Command::Start(args) => cmd::start::run(args),
+        Command::Worker(command) => cmd::worker::run(command),
     };
     match result {
         Ok(code) => code,

@@ -3,3 +3,5 @@
 pub mod analyze;
 pub mod check;
 pub mod init;
+pub mod start;
+pub mod worker;

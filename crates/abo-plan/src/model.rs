@@ -133,6 +133,54 @@ impl Step {
         self.halt_on_failure = true;
         self
     }
+
+    /// Every string of the step that is rendered at build time, so that a template mistake
+    /// is found when the configuration is checked, not in the middle of a build.
+    pub fn templates(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        match &self.command {
+            Some(Command::Argv(argv)) => out.extend(argv.iter().map(String::as_str)),
+            Some(Command::Shell(s)) => out.push(s),
+            None => {}
+        }
+        for value in self.env.values() {
+            match value {
+                EnvValue::One(s) => out.push(s),
+                EnvValue::List(l) => out.extend(l.iter().map(String::as_str)),
+            }
+        }
+        out.extend(self.workdir.as_deref());
+        out.extend(self.logfiles.values().map(String::as_str));
+        match &self.kind {
+            StepKind::Download { src, dest }
+            | StepKind::UploadFile { src, dest }
+            | StepKind::UploadDirectory { src, dest } => out.extend([src.as_str(), dest.as_str()]),
+            StepKind::SetProperties { properties } => {
+                out.extend(properties.values().map(String::as_str))
+            }
+            StepKind::Checkout {
+                repo,
+                branch,
+                revision,
+                dest,
+                subdir,
+                ..
+            } => {
+                out.push(repo);
+                out.extend(branch.as_deref());
+                out.extend(revision.as_deref());
+                out.push(dest);
+                out.extend(subdir.as_deref());
+            }
+            StepKind::Shell
+            | StepKind::MasterShell
+            | StepKind::SetCapabilityProperties { .. }
+            | StepKind::SetPropertyFromCommand { .. }
+            | StepKind::ReservePort { .. }
+            | StepKind::AnalyzeLog { .. } => {}
+        }
+        out
+    }
 }
 
 /// What a step does. Serialized flat into the step: `"kind": "shell"`, plus its own fields.
@@ -141,7 +189,9 @@ impl Step {
 pub enum StepKind {
     /// Runs `command` on the worker.
     Shell,
-    /// Runs `command` on the master (argv only), in the master directory.
+    /// Runs `command` on the master (argv only), in the master's artifacts directory: the
+    /// directory relative upload destinations are resolved against, so that the seed's
+    /// `chmod`/`find` steps after an upload act on what was uploaded.
     MasterShell,
     /// Sends a master file to the worker. `src` is a path on the master (absolute, or
     /// relative to the master directory); `dest` is relative to the step's workdir.

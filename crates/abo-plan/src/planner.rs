@@ -149,22 +149,22 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, Vec<Diagnostic>> {
         ) else {
             continue;
         };
+        let tree_stable_timer = match section.get("tree-stable-timer") {
+            None => settings.tree_stable_timer,
+            Some(v) => v.trim().parse().unwrap_or_else(|_| {
+                let (file, line) = section.place_of("tree-stable-timer");
+                diags.push(
+                    Diagnostic::new(
+                        file,
+                        line,
+                        format!("tree-stable-timer = {v:?} is not a number of seconds"),
+                    )
+                    .with_help("write e.g. `tree-stable-timer = 600`"),
+                );
+                settings.tree_stable_timer
+            }),
+        };
         if let Some(table) = table.filter(|t| !t.is_empty()) {
-            let tree_stable_timer = match section.get("tree-stable-timer") {
-                None => settings.tree_stable_timer,
-                Some(v) => v.trim().parse().unwrap_or_else(|_| {
-                    let (file, line) = section.place_of("tree-stable-timer");
-                    diags.push(
-                        Diagnostic::new(
-                            file,
-                            line,
-                            format!("tree-stable-timer = {v:?} is not a number of seconds"),
-                        )
-                        .with_help("write e.g. `tree-stable-timer = 600`"),
-                    );
-                    settings.tree_stable_timer
-                }),
-            };
             schedulers.push(Scheduler {
                 name: section.name.clone(),
                 builders: factory.iter().map(|b| b.name.clone()).collect(),
@@ -217,7 +217,7 @@ fn requirements(
     section: &ManifestSection,
     key: &str,
     diags: &mut Vec<Diagnostic>,
-) -> Vec<Requirement> {
+) -> Vec<(Requirement, u32)> {
     let file = section.place_of(key).0;
     let mut found = Vec::new();
     for (text, line) in section.lines_at(key) {
@@ -235,7 +235,7 @@ fn requirements(
                     r.capability
                 )),
             ),
-            Ok(r) => found.push(r),
+            Ok(r) => found.push((r, line)),
             Err(e) => diags.push(e.to_diagnostic(file, line, key)),
         }
     }
@@ -253,20 +253,23 @@ fn plan_factory(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Vec<Builder>> {
     let before = diags.len();
-    let build_for = requirements(section, "build-for", diags);
-    let build_requires = requirements(section, "build-requires", diags);
+    let build_for_at = requirements(section, "build-for", diags);
+    let build_for: Vec<Requirement> = build_for_at.iter().map(|(r, _)| r.clone()).collect();
+    let build_requires: Vec<Requirement> = requirements(section, "build-requires", diags)
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
 
     // Dimensions of the matrix: postgresql first (unless `not-used`), then every other
     // capability of build-for, in order. A capability named twice is a mistake.
     let mut dims: Vec<(&str, Option<&Requirement>)> = Vec::new();
     let mut named = BTreeSet::new();
-    for r in &build_for {
+    for (r, line) in &build_for_at {
         if !named.insert(r.capability.as_str()) {
-            let (file, line) = section.place_of("build-for");
             diags.push(
                 Diagnostic::new(
-                    file,
-                    line,
+                    section.place_of("build-for").0,
+                    *line,
                     format!("build-for names `{}` twice", r.capability),
                 )
                 .with_help("combine the two lines into one with `OR`"),
@@ -327,6 +330,7 @@ fn plan_factory(
             return None;
         }
     };
+    check_steps(section, &steps, input.settings, diags);
     if diags.len() > before {
         return None;
     }
@@ -636,5 +640,58 @@ impl<'a> Offers<'a> {
     /// Versions of `capability` in first-declared order.
     fn of(&self, capability: &str) -> &[Offer<'a>] {
         self.0.get(capability).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Checks what the step builders cannot: template syntax of every rendered string, and
+/// upload destinations (relative ones stay inside the artifacts directory; absolute ones,
+/// the seed's `doc.upload-root`/`packaging.root-dir`, only under `allowed-upload-roots`).
+fn check_steps(
+    section: &ManifestSection,
+    steps: &[Step],
+    settings: &MasterSettings,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let (file, line) = (section.place_of("buildout").0, section.line);
+    for step in steps {
+        for t in step.templates() {
+            if let Err(e) = crate::template::check(t) {
+                diags.push(
+                    Diagnostic::new(file, line, format!("section `{}`, step `{}`: `{t}`: {e}", section.name, step.name))
+                        .with_help("write build properties as `$(name)s` or `$(name:-default)s`; a lone `$` or `%` cannot be used there"),
+                );
+            }
+        }
+        let (StepKind::UploadFile { dest, .. } | StepKind::UploadDirectory { dest, .. }) =
+            &step.kind
+        else {
+            continue;
+        };
+        let fixed = crate::template::fixed_prefix(dest);
+        let path = std::path::Path::new(&fixed);
+        if path.is_absolute() {
+            let allowed = settings.allowed_upload_roots.iter().any(|root| {
+                let root = std::path::Path::new(root);
+                root.is_absolute()
+                    && path.starts_with(root)
+                    && !path
+                        .components()
+                        .any(|c| c == std::path::Component::ParentDir)
+            });
+            if !allowed {
+                diags.push(
+                    Diagnostic::new(file, line, format!("section `{}`, step `{}` uploads to `{dest}`, outside the master's artifacts directory", section.name, step.name))
+                        .with_help(format!("add a directory containing it to `allowed-upload-roots` in master.toml (now: {:?}), or use a relative path", settings.allowed_upload_roots)),
+                );
+            }
+        } else if path
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            diags.push(
+                Diagnostic::new(file, line, format!("section `{}`, step `{}` uploads to `{dest}`, which climbs out of the artifacts directory with `..`", section.name, step.name))
+                    .with_help("use a path inside the artifacts directory"),
+            );
+        }
     }
 }

@@ -66,6 +66,30 @@ pub fn render(
     Ok(out)
 }
 
+/// Checks a template's syntax without rendering it (every property counts as set).
+pub fn check(template: &str) -> Result<(), TemplateError> {
+    render(template, |_| Some(String::new())).map(|_| ())
+}
+
+/// The part of a template before its first property reference: what is known at
+/// configuration time (used to check absolute paths against allowed roots).
+pub fn fixed_prefix(template: &str) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(pos) = rest.find('%') {
+        out.push_str(&rest[..pos]);
+        match rest[pos + 1..].strip_prefix('%') {
+            Some(tail) => {
+                out.push('%');
+                rest = tail;
+            }
+            None => return out,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Escapes a literal value so that it renders to itself.
 pub fn escape(value: &str) -> String {
     value.replace('%', "%%")

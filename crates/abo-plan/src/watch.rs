@@ -187,10 +187,11 @@ fn parse_branch_spec(tokens: &[&str]) -> Result<(Vcs, String, Option<String>), (
 /// The lines a section watches, in order, the auto-watched buildout last; `None` without a
 /// `watch` option. Bad lines become diagnostics and are left out.
 fn read_watch_lines(section: &ManifestSection) -> Option<(Vec<WatchLine>, Vec<Diagnostic>)> {
-    let watch = section.get(WATCH)?;
+    section.get(WATCH)?;
+    let file = section.place_of(WATCH).0;
     let mut lines = Vec::new();
     let mut diags = Vec::new();
-    for line in watch.lines().map(str::trim).filter(|l| !l.is_empty()) {
+    for (line, at) in section.lines_at(WATCH) {
         let tokens: Vec<&str> = line.split_whitespace().collect();
         match parse_branch_spec(&tokens) {
             Ok((vcs, url, branch)) => lines.push(WatchLine {
@@ -200,8 +201,7 @@ fn read_watch_lines(section: &ManifestSection) -> Option<(Vec<WatchLine>, Vec<Di
                 option: WATCH,
             }),
             Err((message, help)) => {
-                let (file, line) = section.place_of(WATCH);
-                diags.push(Diagnostic::new(file, line, message).with_help(help));
+                diags.push(Diagnostic::new(file, at, message).with_help(help));
             }
         }
     }

@@ -628,3 +628,56 @@ fn ac_r3_testing_db() {
         assert_eq!(rendered, expected);
     }
 }
+
+fn doc_section(pairs: &[(&str, &str)]) -> Vec<ManifestSection> {
+    let mut all = vec![
+        ("buildout", "standalone buildouts/6.1.cfg"),
+        ("post-buildout-steps", "doc"),
+    ];
+    all.extend_from_slice(pairs);
+    vec![ManifestSection::from_pairs("docs", ".", &all)]
+}
+
+/// Absolute upload destinations are accepted only under `allowed-upload-roots`; relative
+/// ones may not climb out of the artifacts directory.
+#[test]
+fn upload_destinations_are_confined() {
+    let workers = workers("one_slave.cfg");
+    let absolute = doc_section(&[
+        ("doc.upload-dir", "mydoc"),
+        ("doc.upload-root", "/var/www/docs"),
+    ]);
+    let d = plan_of(&absolute, &workers, &MasterSettings::default()).unwrap_err();
+    assert!(
+        d[0].to_string()
+            .contains("outside the master's artifacts directory"),
+        "{}",
+        d[0]
+    );
+    let allowed = MasterSettings {
+        allowed_upload_roots: vec!["/var/www".into()],
+        ..MasterSettings::default()
+    };
+    assert!(plan_of(&absolute, &workers, &allowed).is_ok());
+    let sneaky = doc_section(&[("doc.upload-dir", "../../etc")]);
+    let d = plan_of(&sneaky, &workers, &allowed).unwrap_err();
+    assert!(d[0].to_string().contains("climbs out"), "{}", d[0]);
+    let fine = doc_section(&[("doc.upload-dir", "mydoc")]);
+    assert!(plan_of(&fine, &workers, &MasterSettings::default()).is_ok());
+}
+
+/// A template mistake is found by `abo check`, not in the middle of a build.
+#[test]
+fn template_mistakes_are_found_when_planning() {
+    let workers = workers("one_slave.cfg");
+    let bad = doc_section(&[
+        ("doc.upload-dir", "mydoc"),
+        ("doc.version", "$HOME-$(tag)s"),
+    ]);
+    let d = plan_of(&bad, &workers, &MasterSettings::default()).unwrap_err();
+    assert!(
+        d[0].to_string().contains("must be `%%` or `%(name)s`"),
+        "{}",
+        d[0]
+    );
+}

@@ -152,6 +152,7 @@ pub fn load(sources: &Sources) -> Result<Loaded, Vec<Diagnostic>> {
     };
     if let Some(plan) = &plan {
         check_master_files(dir, plan, &sections, &mut diags);
+        warnings.extend(sections_without_builders(plan, &sections));
     }
     match plan {
         Some(plan) if diags.is_empty() => Ok(Loaded {
@@ -167,6 +168,26 @@ pub fn load(sources: &Sources) -> Result<Loaded, Vec<Diagnostic>> {
             Err(diags)
         }
     }
+}
+
+/// A section meant to build that gets no builder is almost always a mistake (a typo in a
+/// capability, a version no worker has): say so, without refusing the configuration.
+fn sections_without_builders(plan: &Plan, sections: &[ManifestSection]) -> Vec<Diagnostic> {
+    let built: std::collections::BTreeSet<&str> =
+        plan.builders.iter().map(|b| b.buildout.as_str()).collect();
+    sections
+        .iter()
+        .filter(|s| (s.get("buildout").is_some() || s.get("steps").is_some()) && !built.contains(s.name.as_str()))
+        .map(|s| {
+            let wants: Vec<String> = ["build-for", "build-requires"]
+                .iter()
+                .filter_map(|k| s.get(k).map(|v| format!("{k} = {}", v.replace('\n', "; "))))
+                .collect();
+            let wants = if wants.is_empty() { "a PostgreSQL version".to_string() } else { wants.join(", ") };
+            Diagnostic::new(&s.file, s.line, format!("section `{}` gets no builder: no worker offers {wants}", s.name))
+                .with_help("check the capabilities in the workers file (`abo worker detect` prints a machine's)")
+        })
+        .collect()
 }
 
 /// A directory as the plan names it: relative to the master directory when inside it (so

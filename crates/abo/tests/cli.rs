@@ -320,3 +320,24 @@ fn every_command_has_help() {
         assert!(stdout(&o).contains("Usage"), "{args:?}");
     }
 }
+
+#[test]
+fn sections_without_builders_are_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("m");
+    assert!(abo(&["init", d.to_str().unwrap()]).status.success());
+    let manifest = d.join("buildouts/MANIFEST.cfg");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str("\n[lonely]\nbuildout = standalone odoo-16.cfg\nbuild-requires = libreoffice\n");
+    std::fs::write(&manifest, text).unwrap();
+    let o = abo(&["check", d.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("warning: ")
+            && stderr(&o).contains(
+                "section `lonely` gets no builder: no worker offers build-requires = libreoffice"
+            ),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -27,6 +27,7 @@ pub mod postdownload;
 pub use download::{BuildoutSource, SourceError};
 
 use crate::model::{EnvValue, LockMode, LockUse, Step, StepKind};
+pub(crate) use crate::version::py_repr;
 use abo_config::{Diagnostic, ManifestSection};
 use std::collections::{BTreeMap, HashMap};
 
@@ -368,35 +369,6 @@ pub(crate) fn join_path(base: &str, rest: &str) -> String {
     } else {
         format!("{base}/{rest}")
     }
-}
-
-/// Python's `repr` of a `str`, for messages that quote the seed's text.
-pub(crate) fn py_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 /// Python's `repr` of a list of strings.

@@ -31,6 +31,16 @@ pub struct MasterSettings {
     /// Where the web UI and JSON API listen.
     #[serde(default = "default_http_listen")]
     pub http_listen: String,
+    /// Worker frames longer than this are refused before they are read, and the connection
+    /// closed.
+    #[serde(default = "default_max_frame_bytes")]
+    pub max_frame_bytes: usize,
+    /// Seconds between two liveness pings of a connected worker.
+    #[serde(default = "default_worker_ping_interval")]
+    pub worker_ping_interval: f64,
+    /// Seconds of silence (not even a pong) after which a worker is declared lost.
+    #[serde(default = "default_worker_lost_after")]
+    pub worker_lost_after: f64,
     /// Database URL; default: an SQLite file `abo.sqlite` in the master directory.
     #[serde(default)]
     pub database: Option<String>,
@@ -61,6 +71,18 @@ fn default_worker_listen() -> String {
 fn default_http_listen() -> String {
     "127.0.0.1:8010".to_string()
 }
+fn default_max_frame_bytes() -> usize {
+    16 * 1024 * 1024
+}
+fn default_worker_ping_interval() -> f64 {
+    15.0
+}
+fn default_worker_lost_after() -> f64 {
+    45.0
+}
+
+/// The smallest frame cap accepted: the stock worker's `update`s reach about 64 KiB.
+const MIN_FRAME_BYTES: usize = 64 * 1024;
 
 impl Default for MasterSettings {
     fn default() -> Self {
@@ -188,7 +210,7 @@ fn default_true() -> bool {
 
 /// Parses `master.toml`. A syntax or type mistake is reported at its line.
 pub fn read_settings(file: &str, text: &str) -> Result<MasterSettings, Diagnostic> {
-    toml::from_str::<MasterSettings>(text).map_err(|e| {
+    let settings = toml::from_str::<MasterSettings>(text).map_err(|e| {
         let line = e
             .span()
             .map(|span| text[..span.start.min(text.len())].matches('\n').count() as u32 + 1)
@@ -196,7 +218,61 @@ pub fn read_settings(file: &str, text: &str) -> Result<MasterSettings, Diagnosti
         let message = e.message().trim().replace('\n', " ");
         Diagnostic::new(file, line, message)
             .with_help("see docs/master-toml.md for the keys master.toml accepts")
-    })
+    })?;
+    check_worker_port_settings(file, text, &settings)?;
+    Ok(settings)
+}
+
+/// The line where `key` is set, for values that parse but make no sense.
+fn line_of(text: &str, key: &str) -> u32 {
+    text.lines()
+        .position(|l| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map_or(1, |i| i as u32 + 1)
+}
+
+fn check_worker_port_settings(
+    file: &str,
+    text: &str,
+    s: &MasterSettings,
+) -> Result<(), Diagnostic> {
+    if s.max_frame_bytes < MIN_FRAME_BYTES {
+        return Err(Diagnostic::new(
+            file,
+            line_of(text, "max-frame-bytes"),
+            format!(
+                "max-frame-bytes = {} is too small for worker output",
+                s.max_frame_bytes
+            ),
+        )
+        .with_help(format!(
+            "use at least {MIN_FRAME_BYTES} (the default is 16777216)"
+        )));
+    }
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    if !positive(s.worker_ping_interval) {
+        return Err(Diagnostic::new(
+            file,
+            line_of(text, "worker-ping-interval"),
+            "worker-ping-interval must be a positive number of seconds",
+        )
+        .with_help("the default is 15"));
+    }
+    if !positive(s.worker_lost_after) || s.worker_lost_after <= s.worker_ping_interval {
+        return Err(Diagnostic::new(
+            file,
+            line_of(text, "worker-lost-after"),
+            format!(
+                "worker-lost-after ({}) must be longer than worker-ping-interval ({})",
+                s.worker_lost_after, s.worker_ping_interval
+            ),
+        )
+        .with_help("a worker gets at least two pings before it is declared lost: the defaults are 15 and 45"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -211,6 +287,29 @@ mod tests {
         assert_eq!(s.poll_interval, 600);
         assert_eq!(s.worker_listen, "0.0.0.0:9989");
         assert_eq!(s.http_listen, "127.0.0.1:8010");
+        assert_eq!(s.max_frame_bytes, 16 * 1024 * 1024);
+        assert_eq!(s.worker_ping_interval, 15.0);
+        assert_eq!(s.worker_lost_after, 45.0);
+    }
+
+    #[test]
+    fn worker_port_settings_are_checked() {
+        let s = read_settings(
+            "master.toml",
+            "worker-ping-interval = 1\nworker-lost-after = 2.5\n",
+        )
+        .unwrap();
+        assert_eq!((s.worker_ping_interval, s.worker_lost_after), (1.0, 2.5));
+        let cases = [
+            ("max-frame-bytes = 10\n", 1),
+            ("\nworker-ping-interval = 0\n", 2),
+            ("worker-ping-interval = 20\n\nworker-lost-after = 20\n", 3),
+            ("worker-lost-after = -1\n", 1),
+        ];
+        for (text, line) in cases {
+            let d = read_settings("master.toml", text).unwrap_err();
+            assert_eq!(d.line, Some(line), "{text:?}: {d}");
+        }
     }
 
     #[test]

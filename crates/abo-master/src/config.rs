@@ -1,0 +1,124 @@
+//! [`MasterConfig`]: what the master runtime needs to know, already validated by the caller
+//! (`abo start` builds it from `master.toml` and `workers.cfg`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use abo_proto::{Limits, WorkerSettings};
+
+/// How often the master pings a connected worker: the stock worker never sends anything on
+/// its own, so silence can only be noticed by asking.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(15);
+/// How long a worker may stay silent (no frame, no pong) before it is declared lost: three
+/// ping intervals, so one delayed pong is not a loss.
+pub const DEFAULT_LOST_AFTER: Duration = Duration::from_secs(45);
+/// The worker's autobahn client gives up on the opening handshake after 5 s.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request to the worker (`get_worker_info`, `start_command`, `interrupt_command`,
+/// ...) may stay unanswered. The stock worker answers `start_command` as soon as the command
+/// is kicked off, not when it ends, so this bounds the protocol exchange, not the command.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// The stock worker splits longer lines *and loses characters doing so* (4.3.0 keeps 4,095 of
+/// every 4,096 and drops some more), so the master raises its 4,096 default on connect.
+pub const DEFAULT_MAX_LINE_LENGTH: u64 = 1024 * 1024;
+
+/// A worker allowed to connect, as declared in the workers file.
+#[derive(Clone)]
+pub struct WorkerAccount {
+    /// The name it authenticates with.
+    pub name: String,
+    /// Its password. Never logged, never shown by the API (`Debug` hides it).
+    pub password: String,
+    /// Capabilities as declared, shown by the API.
+    pub capabilities: Vec<Capability>,
+}
+
+impl fmt::Debug for WorkerAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerAccount")
+            .field("name", &self.name)
+            .field("password", &"<hidden>")
+            .field("capabilities", &self.capabilities)
+            .finish()
+    }
+}
+
+/// One declared capability line: `name [version [key=value ...]]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Capability {
+    /// `postgresql`, `python`, ...
+    pub name: String,
+    /// The version, if the line has one.
+    pub version: Option<String>,
+    /// `key=value` options (`port`, `bin`, ...).
+    pub options: BTreeMap<String, String>,
+}
+
+/// Liveness and protocol timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// A WebSocket ping is sent this often.
+    pub ping_interval: Duration,
+    /// A worker that sent nothing (not even a pong) for this long is lost.
+    pub lost_after: Duration,
+    /// The whole opening handshake (HTTP upgrade and authentication) must fit in this.
+    pub handshake_timeout: Duration,
+    /// A request the worker does not answer within this is failed with
+    /// [`crate::Error::Timeout`].
+    pub request_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing {
+            ping_interval: DEFAULT_PING_INTERVAL,
+            lost_after: DEFAULT_LOST_AFTER,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// Everything the master runtime is started with.
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    /// Where workers connect (`host:port`; port 0 picks a free port, see
+    /// [`crate::RunningMaster::worker_addr`]).
+    pub worker_listen: String,
+    /// Where the JSON API listens; `None` serves no HTTP.
+    pub http_listen: Option<String>,
+    /// The workers allowed to connect, in the workers file's order.
+    pub workers: Vec<WorkerAccount>,
+    /// Frames longer than this are refused before they are read, and the connection closed.
+    pub max_frame_bytes: usize,
+    /// Liveness and timeouts.
+    pub timing: Timing,
+    /// Sent with `set_worker_settings` right after `get_worker_info` on every connection;
+    /// `None` leaves the worker's own defaults.
+    pub connect_settings: Option<WorkerSettings>,
+}
+
+impl MasterConfig {
+    /// Defaults for everything but the listen address and the workers.
+    pub fn new(worker_listen: impl Into<String>, workers: Vec<WorkerAccount>) -> MasterConfig {
+        MasterConfig {
+            worker_listen: worker_listen.into(),
+            http_listen: None,
+            workers,
+            max_frame_bytes: Limits::default().max_frame_bytes,
+            timing: Timing::default(),
+            connect_settings: Some(WorkerSettings {
+                max_line_length: DEFAULT_MAX_LINE_LENGTH,
+                ..WorkerSettings::default()
+            }),
+        }
+    }
+
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            max_frame_bytes: self.max_frame_bytes,
+            ..Limits::default()
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! The JSON API: `GET /api/v1/workers`. Unknown routes answer 404 with a JSON reason.
+//!
+//! The views are built here from [`WorkerStatus`]; nothing secret (password, environment) is
+//! in them, because the registry's status never holds it.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::config::Capability;
+use crate::registry::{WorkerRegistry, WorkerStatus};
+
+/// One worker in `GET /api/v1/workers`. Connection fields are `null` while disconnected.
+#[derive(Debug, Serialize)]
+struct WorkerView {
+    name: String,
+    connected: bool,
+    /// RFC 3339, UTC, whole seconds.
+    connected_since: Option<String>,
+    address: Option<String>,
+    version: Option<String>,
+    os: Option<String>,
+    system: Option<String>,
+    basedir: Option<String>,
+    numcpus: Option<u64>,
+    admin: Option<String>,
+    host: Option<String>,
+    capabilities: Vec<Capability>,
+}
+
+impl WorkerView {
+    fn new(status: WorkerStatus) -> WorkerView {
+        let c = status.connection;
+        let info = c.as_ref().map(|c| c.info.clone()).unwrap_or_default();
+        WorkerView {
+            name: status.name,
+            connected: c.is_some(),
+            connected_since: c
+                .as_ref()
+                .map(|c| humantime::format_rfc3339_seconds(c.since).to_string()),
+            address: c.as_ref().map(|c| c.peer.to_string()),
+            version: info.version,
+            os: info.os,
+            system: info.system,
+            basedir: info.basedir,
+            numcpus: info.numcpus,
+            admin: info.admin,
+            host: info.host,
+            capabilities: status.capabilities,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorView {
+    error: &'static str,
+    reason: String,
+}
+
+async fn workers(State(registry): State<Arc<WorkerRegistry>>) -> Json<Vec<WorkerView>> {
+    Json(registry.status().into_iter().map(WorkerView::new).collect())
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    let body = ErrorView {
+        error: "not found",
+        reason: format!("no route for {method} {}", uri.path()),
+    };
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
+/// The API's routes over this registry.
+pub fn router(registry: Arc<WorkerRegistry>) -> Router {
+    Router::new()
+        .route("/api/v1/workers", get(workers))
+        .fallback(not_found)
+        .with_state(registry)
+}

@@ -1,0 +1,245 @@
+//! [`OutputBuffer`]: a command's pending `update` entries, batched like the stock worker's
+//! `BufferManager` (spec §3.9) and bounded.
+//!
+//! Lines go in per stream; consecutive lines of the same stream merge into one
+//! [`LineInfo`]. The owner flushes when [`OutputBuffer::is_full`] (about `buffer_size` bytes,
+//! counted like the stock worker: text plus 8 bytes per index and per timestamp, plus 20 per
+//! entry) or when [`OutputBuffer::deadline`] passes (`buffer_timeout` after the first
+//! buffered item), and always before results (`rc`, `elapsed`) go out. Memory therefore stays
+//! near `buffer_size` per command, whatever the command prints.
+
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
+
+use abo_proto::{LineInfo, UpdateEntry};
+
+use crate::lines::LineSink;
+
+/// The streams that carry lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stream {
+    /// `header`
+    Header,
+    /// `stdout`
+    Stdout,
+    /// `stderr`
+    Stderr,
+    /// `log` with this logfile name.
+    Log(String),
+}
+
+/// Per-entry overhead in the size count (the stock worker's figure for non-log keys).
+const ENTRY_COST: usize = 20;
+/// Per-line overhead: one index and one timestamp, 8 bytes each.
+const LINE_COST: usize = 16;
+
+#[derive(Debug)]
+enum Item {
+    Lines { stream: Stream, info: LineInfo },
+    Other(UpdateEntry),
+}
+
+/// Buffered update entries of one command. See the module documentation.
+#[derive(Debug)]
+pub struct OutputBuffer {
+    items: Vec<Item>,
+    size: usize,
+    limit: usize,
+    timeout: Duration,
+    first_at: Option<Instant>,
+    /// Characters of the last `Lines` item, for the next `newline_idx` (Python counts
+    /// characters, not bytes).
+    chars: u64,
+    /// Lines of stdout and stderr so far (for `max_lines`); never reset.
+    output_lines: u64,
+}
+
+impl OutputBuffer {
+    /// A buffer flushed at `limit` bytes or `timeout` after its first item.
+    pub fn new(limit: usize, timeout: Duration) -> OutputBuffer {
+        OutputBuffer {
+            items: Vec::new(),
+            size: 0,
+            limit: limit.max(1),
+            timeout,
+            first_at: None,
+            chars: 0,
+            output_lines: 0,
+        }
+    }
+
+    /// How many stdout and stderr lines went through this buffer.
+    pub fn lines(&self) -> u64 {
+        self.output_lines
+    }
+
+    /// Whether the buffer holds enough to be sent now.
+    pub fn is_full(&self) -> bool {
+        self.size >= self.limit
+    }
+
+    /// Whether nothing is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// When the buffer must be flushed at the latest, if it holds anything.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.first_at.map(|t| t + self.timeout)
+    }
+
+    fn touch(&mut self) {
+        self.first_at.get_or_insert_with(Instant::now);
+    }
+
+    /// Appends one line (content without `\n`) to `stream`.
+    pub fn line(&mut self, stream: &Stream, content: &[u8], started: f64) {
+        self.touch();
+        if matches!(stream, Stream::Stdout | Stream::Stderr) {
+            self.output_lines += 1;
+        }
+        let text: Cow<'_, str> = String::from_utf8_lossy(content);
+        let merge = matches!(self.items.last(), Some(Item::Lines { stream: s, .. }) if s == stream);
+        if !merge {
+            self.items.push(Item::Lines {
+                stream: stream.clone(),
+                info: LineInfo {
+                    text: String::new(),
+                    newline_idx: Vec::new(),
+                    line_times: Vec::new(),
+                },
+            });
+            self.chars = 0;
+            self.size += ENTRY_COST;
+        }
+        let Some(Item::Lines { info, .. }) = self.items.last_mut() else {
+            unreachable!("a Lines item was just ensured")
+        };
+        info.text.push_str(&text);
+        info.text.push('\n');
+        self.chars += text.chars().count() as u64;
+        info.newline_idx.push(self.chars);
+        self.chars += 1;
+        info.line_times.push(started);
+        self.size += text.len() + 1 + LINE_COST;
+    }
+
+    /// Appends whole lines of text (each ending in `\n`, or completed with one) to `stream`.
+    pub fn text(&mut self, stream: &Stream, text: &str, now: f64) {
+        for line in text.strip_suffix('\n').unwrap_or(text).split('\n') {
+            self.line(stream, line.as_bytes(), now);
+        }
+    }
+
+    /// Appends a non-line entry (`rc`, `elapsed`, `failure_reason`, `files`, `stat`).
+    pub fn entry(&mut self, entry: UpdateEntry) {
+        self.touch();
+        self.size += ENTRY_COST;
+        self.items.push(Item::Other(entry));
+    }
+
+    /// Takes everything buffered, as update entries in production order.
+    pub fn take(&mut self) -> Vec<UpdateEntry> {
+        self.size = 0;
+        self.first_at = None;
+        self.chars = 0;
+        std::mem::take(&mut self.items)
+            .into_iter()
+            .map(|item| match item {
+                Item::Lines { stream, info } => match stream {
+                    Stream::Header => UpdateEntry::Header(info),
+                    Stream::Stdout => UpdateEntry::Stdout(info),
+                    Stream::Stderr => UpdateEntry::Stderr(info),
+                    Stream::Log(name) => UpdateEntry::Log { name, lines: info },
+                },
+                Item::Other(e) => e,
+            })
+            .collect()
+    }
+
+    /// A [`LineSink`] writing into this buffer's `stream`.
+    pub fn sink<'a>(&'a mut self, stream: &'a Stream) -> StreamSink<'a> {
+        StreamSink {
+            buffer: self,
+            stream,
+        }
+    }
+}
+
+/// Writes a splitter's lines into one stream of an [`OutputBuffer`].
+pub struct StreamSink<'a> {
+    buffer: &'a mut OutputBuffer,
+    stream: &'a Stream,
+}
+
+impl LineSink for StreamSink<'_> {
+    fn line(&mut self, content: &[u8], started: f64) {
+        self.buffer.line(self.stream, content, started);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consecutive_lines_of_a_stream_merge_and_order_is_kept() {
+        let mut b = OutputBuffer::new(1 << 20, Duration::from_secs(5));
+        assert!(b.deadline().is_none());
+        b.line(&Stream::Stdout, b"hello", 1.0);
+        b.line(&Stream::Stdout, b"world", 2.0);
+        b.line(&Stream::Stderr, b"oops", 3.0);
+        b.entry(UpdateEntry::Rc(3));
+        b.line(&Stream::Log("mylog".into()), "é!".as_bytes(), 4.0);
+        assert!(b.deadline().is_some());
+        let entries = b.take();
+        assert_eq!(
+            entries,
+            [
+                UpdateEntry::Stdout(LineInfo {
+                    text: "hello\nworld\n".into(),
+                    newline_idx: vec![5, 11],
+                    line_times: vec![1.0, 2.0],
+                }),
+                UpdateEntry::Stderr(LineInfo {
+                    text: "oops\n".into(),
+                    newline_idx: vec![4],
+                    line_times: vec![3.0],
+                }),
+                UpdateEntry::Rc(3),
+                UpdateEntry::Log {
+                    name: "mylog".into(),
+                    // Indexes count characters, as Python does.
+                    lines: LineInfo {
+                        text: "é!\n".into(),
+                        newline_idx: vec![2],
+                        line_times: vec![4.0],
+                    }
+                },
+            ]
+        );
+        assert!(b.is_empty() && b.deadline().is_none());
+    }
+
+    #[test]
+    fn invalid_utf8_becomes_replacement_characters() {
+        let mut b = OutputBuffer::new(1 << 20, Duration::from_secs(5));
+        b.line(&Stream::Stdout, b"a\xffb", 0.0);
+        let [UpdateEntry::Stdout(info)] = &b.take()[..] else {
+            panic!()
+        };
+        assert_eq!(info.text, "a\u{fffd}b\n");
+    }
+
+    #[test]
+    fn fullness_counts_text_and_per_line_overhead() {
+        let mut b = OutputBuffer::new(100, Duration::from_secs(5));
+        b.line(&Stream::Stdout, &[b'x'; 50], 0.0);
+        assert!(!b.is_full()); // 20 + 51 + 16
+        b.line(&Stream::Stdout, b"", 0.0);
+        assert!(b.is_full()); // + 1 + 16
+        b.text(&Stream::Header, "a\nb\n", 0.0);
+        let entries = b.take();
+        assert!(matches!(&entries[1], UpdateEntry::Header(i) if i.text == "a\nb\n"));
+    }
+}

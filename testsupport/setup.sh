@@ -8,7 +8,7 @@
 #   ABO_PG_BINDIRS        15=/usr/lib/postgresql/15/bin:13=$C/pg/13/bin:17=$C/pg/17/bin
 #   ABO_PG_LIBDIRS        13=$C/pg/13/lib:17=$C/pg/17/lib (client libraries, for lib=)
 #   ABO_PG_VERSIONS       "13 15 17"
-#   ABO_BUILDOUT_VENV     a venv with zc.buildout (and its pip, to install offline)
+#   ABO_BUILDOUT_VENV     a venv with zc.buildout and the stand-in recipe installed
 #   ABO_BUILDOUT_WHEELHOUSE  wheels of zc.buildout, its dependencies and the stand-in
 #   ABO_BUILDOUT_VERSION  the zc.buildout version in the wheelhouse
 #   ABO_STANDIN_DIR       testsupport/standin (the stand-in OpenERP recipe's source)
@@ -122,7 +122,8 @@ abo_e2e_standin_hash() {
             -not -path './build/*' | LC_ALL=C sort | xargs sha256sum) | sha256sum | cut -c1-16
 }
 
-# The stand-in as a wheel in the wheelhouse (bootstrap.py installs it with zc.buildout).
+# The stand-in as a wheel in the wheelhouse, and installed in the venv (bootstrap.py uses
+# either).
 abo_e2e_standin_wheel() {
     local base="$ABO_CACHE_DIR/buildout" tmp
     tmp=$(mktemp -d)
@@ -131,6 +132,8 @@ abo_e2e_standin_wheel() {
     "$base/venv/bin/pip" wheel --quiet --disable-pip-version-check --no-deps \
         --no-build-isolation --no-index -w "$base/wheels" "$tmp/standin"
     rm -rf "$tmp"
+    "$base/venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --no-index \
+        --force-reinstall "$base"/wheels/abo_openerp_standin-*.whl
     abo_e2e_standin_hash >"$base/standin.hash"
 }
 
@@ -159,11 +162,19 @@ abo_e2e_setup() {
     if [ "$(cat "$base/venv.pins" 2>/dev/null)" != "$ABO_E2E_BUILDOUT_PINS" ] ||
         [ ! -x "$base/venv/bin/python" ]; then
         abo_e2e_timed "venv with zc.buildout==$ABO_BUILDOUT_VERSION (offline)" abo_e2e_venv
-        echo "$ABO_E2E_BUILDOUT_PINS" >"$base/venv.pins"; did=1
+        echo "$ABO_E2E_BUILDOUT_PINS" >"$base/venv.pins"
+        rm -f "$base/standin.hash"; did=1
     fi
     if [ "$(cat "$base/standin.hash" 2>/dev/null)" != "$(abo_e2e_standin_hash)" ] ||
-        ! ls "$base"/wheels/abo_openerp_standin-*.whl >/dev/null 2>&1; then
+        ! ls "$base"/wheels/abo_openerp_standin-*.whl >/dev/null 2>&1 ||
+        ! compgen -G "$base/venv/lib/python*/site-packages/abo_standin" >/dev/null; then
         abo_e2e_timed "stand-in OpenERP recipe wheel" abo_e2e_standin_wheel; did=1
+    fi
+
+    # The servers run as abo-pg: it must be able to reach the cached binaries.
+    if [ "$(id -u)" = 0 ] && ! runuser -u abo-pg -- test -x "$ABO_CACHE_DIR/pg/13/bin/postgres"; then
+        echo "e2e setup: WARNING: user abo-pg cannot run $ABO_CACHE_DIR/pg/13/bin/postgres;" \
+            "make the directories above $ABO_CACHE_DIR traversable (chmod o+x)" >&2
     fi
 
     export ABO_CACHE_DIR

@@ -51,6 +51,11 @@ struct WorkerState {
     /// Position in the current plan; `None` for a connected worker the plan does not know.
     plan_index: Option<usize>,
     max_builds: Option<u32>,
+    /// How many builds it may have now: `max_builds`, or more right after a reload that
+    /// lowered it below what runs there, shrinking back as those builds end. The engine
+    /// never dispatches above `max_builds`; this bound is what the invariant check holds
+    /// it to.
+    ceiling: Option<usize>,
     /// The base directory of the live session; `None` when disconnected.
     basedir: Option<String>,
     /// Builds dispatched to it, starting ones included: each holds one of its slots.
@@ -398,24 +403,25 @@ impl Engine {
                 }
                 Phase::Running(step) => {
                     let name = run.steps()[step].name.clone();
+                    let result = lost_result(run.stopping);
                     if let Some(build) = run.build {
                         out.push(Action::RecordStep {
                             build,
                             step,
                             name,
-                            result: BuildResult::Retry,
+                            result,
                             summary: Some("worker lost".to_string()),
                             properties: BTreeMap::new(),
                         });
                     }
-                    run.result = worst(run.result, BuildResult::Retry);
+                    run.result = worst(run.result, result);
                     run.terminated = true;
                     run.next_step = step + 1;
                     run.phase = Phase::Ready;
                     self.finish(lease, out);
                 }
                 Phase::Ready | Phase::WaitingForLock(..) => {
-                    run.result = worst(run.result, BuildResult::Retry);
+                    run.result = worst(run.result, lost_result(run.stopping));
                     run.terminated = true;
                     run.phase = Phase::Ready;
                     self.finish(lease, out);
@@ -512,15 +518,7 @@ impl Engine {
             });
             return;
         }
-        if run.stopping {
-            let requests = run.requests.clone();
-            self.remove_run(lease);
-            for request in requests {
-                self.complete_request(request, BuildResult::Cancelled, out);
-            }
-        } else {
-            self.drop_starting(lease, out);
-        }
+        self.drop_starting(lease, out);
     }
 
     fn step_finished(
@@ -615,9 +613,15 @@ impl Engine {
             worker.waiting.clear();
         }
         for (i, w) in plan.workers.iter().enumerate() {
-            let state = self.workers.entry(WorkerName::from(w.name.as_str())).or_default();
+            let state = self
+                .workers
+                .entry(WorkerName::from(w.name.as_str()))
+                .or_default();
             state.plan_index = Some(i);
             state.max_builds = w.max_builds;
+        }
+        for state in self.workers.values_mut() {
+            state.ceiling = state.max_builds.map(|m| (m as usize).max(state.runs.len()));
         }
         for builder in self.builders.values_mut() {
             builder.plan_index = None;
@@ -629,7 +633,16 @@ impl Engine {
                 .entry(BuilderName::from(b.name.as_str()))
                 .or_default();
             state.plan_index = Some(i);
-            state.workers = b.workers.iter().map(|w| WorkerName::from(w.clone())).collect();
+            state.workers = b
+                .workers
+                .iter()
+                .map(|w| WorkerName::from(w.clone()))
+                .collect();
+            // A worker a builder lists but the plan does not declare still gets a state, so
+            // that the dispatch index can point at it if it ever connects.
+            for w in &state.workers {
+                self.workers.entry(w.clone()).or_default();
+            }
         }
         self.plan = plan;
         // Waiting requests of builders that left the plan are cancelled.
@@ -683,7 +696,11 @@ impl Engine {
                 result: BuildResult::Retry,
             });
             for request in requests {
-                if self.requests.get(&request).is_none_or(|r| r.claimed.is_none()) {
+                if self
+                    .requests
+                    .get(&request)
+                    .is_none_or(|r| r.claimed.is_none())
+                {
                     out.push(Action::RequeueRequest { request });
                 }
             }
@@ -793,7 +810,7 @@ impl Engine {
                             lease,
                             worker: run.worker.clone(),
                             builder_dir: run.builder_dir.clone(),
-                            step: rendered,
+                            step: Box::new(rendered),
                         });
                         return;
                     }
@@ -858,15 +875,21 @@ impl Engine {
         }
     }
 
-    /// Forgets a run that has no build yet; its requests wait again.
+    /// Forgets a run that has no build yet; its requests wait again, unless somebody
+    /// cancelled them meanwhile.
     fn drop_starting(&mut self, lease: Lease, out: &mut Vec<Action>) {
         let Some(run) = self.runs.get(&lease) else {
             return;
         };
         let requests = run.requests.clone();
+        let stopping = run.stopping;
         self.remove_run(lease);
         for request in requests {
-            self.requeue(request, out);
+            if stopping {
+                self.complete_request(request, BuildResult::Cancelled, out);
+            } else {
+                self.requeue(request, out);
+            }
         }
     }
 
@@ -881,6 +904,9 @@ impl Engine {
         }
         if let Some(worker) = self.workers.get_mut(&run.worker) {
             worker.runs.remove(&lease);
+            if let (Some(max), Some(ceiling)) = (worker.max_builds, worker.ceiling.as_mut()) {
+                *ceiling = (*ceiling).min(worker.runs.len()).max(max as usize);
+            }
             for port in &run.ports {
                 worker.ports.remove(port);
             }
@@ -888,14 +914,12 @@ impl Engine {
         self.dirty_workers.push(run.worker);
     }
 
+    /// Gives back the locks a run holds and withdraws the claims it waits on. Not
+    /// conditional on the run's phase, so that no path can leave a claim behind.
     fn release_locks(&mut self, lease: Lease) {
         let Some(run) = self.runs.get_mut(&lease) else {
             return;
         };
-        let waiting = matches!(run.phase, Phase::WaitingForLock(..));
-        if !run.holds_locks && !waiting {
-            return;
-        }
         run.holds_locks = false;
         if let Some(worker) = self.workers.get_mut(&run.worker) {
             worker.locks.release(lease, &mut self.wake);
@@ -1158,9 +1182,13 @@ impl Engine {
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         let fail = |msg: String| Err(InvariantViolation(msg));
         for (name, w) in &self.workers {
-            if let Some(max) = w.max_builds {
-                if w.runs.len() > max as usize {
-                    return fail(format!("{name}: {} builds > max_builds {max}", w.runs.len()));
+            if let Some(ceiling) = w.ceiling {
+                if w.runs.len() > ceiling {
+                    return fail(format!(
+                        "{name}: {} builds > max_builds {:?}",
+                        w.runs.len(),
+                        w.max_builds
+                    ));
                 }
             }
             if w.basedir.is_none() && !w.runs.is_empty() {
@@ -1173,7 +1201,9 @@ impl Engine {
             }
             for (lock, exclusive, counting) in w.locks.holders() {
                 if exclusive.is_some() && !counting.is_empty() {
-                    return fail(format!("{name}: lock {lock} exclusive and counting at once"));
+                    return fail(format!(
+                        "{name}: lock {lock} exclusive and counting at once"
+                    ));
                 }
                 for lease in exclusive.iter().chain(counting) {
                     let holder = self.runs.get(lease);
@@ -1188,7 +1218,9 @@ impl Engine {
                     .get(&lease)
                     .is_none_or(|r| !matches!(r.phase, Phase::WaitingForLock(..)))
                 {
-                    return fail(format!("{name}: run {lease} queued on a lock but not waiting"));
+                    return fail(format!(
+                        "{name}: run {lease} queued on a lock but not waiting"
+                    ));
                 }
             }
             for (port, lease) in &w.ports {
@@ -1207,7 +1239,11 @@ impl Engine {
             }
         }
         for (lease, run) in &self.runs {
-            if !self.workers.get(&run.worker).is_some_and(|w| w.runs.contains(lease)) {
+            if !self
+                .workers
+                .get(&run.worker)
+                .is_some_and(|w| w.runs.contains(lease))
+            {
                 return fail(format!("run {lease} holds no slot on {}", run.worker));
             }
             if let Some(build) = run.build {
@@ -1269,5 +1305,15 @@ impl fmt::Debug for Engine {
             .field("runs", &self.runs.len())
             .field("next_lease", &self.next_lease)
             .finish_non_exhaustive()
+    }
+}
+
+/// What a build whose worker was lost ends with: `retry` (its requests wait again), or
+/// `cancelled` when a stop was asked for (nobody wants it rebuilt).
+fn lost_result(stopping: bool) -> BuildResult {
+    if stopping {
+        BuildResult::Cancelled
+    } else {
+        BuildResult::Retry
     }
 }

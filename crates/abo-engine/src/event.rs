@@ -124,7 +124,8 @@ pub enum Action {
         lease: Lease,
         worker: WorkerName,
         builder_dir: String,
-        step: RenderedStep,
+        /// Boxed: a rendered step is large, and most actions are small.
+        step: Box<RenderedStep>,
     },
     /// Interrupt the running step (a stop was asked for); it still answers
     /// [`Event::StepFinished`].

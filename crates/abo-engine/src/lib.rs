@@ -7,7 +7,8 @@
 //!
 //! - [`Engine`]: the state (waiting requests per builder, connected workers with their
 //!   slots, locks and reserved ports, running builds) and [`Engine::handle`]; read-only views
-//!   [`Engine::pending`] (with a [`WaitReason`]) and [`Engine::running`].
+//!   [`Engine::pending`] (with a [`WaitReason`]) and [`Engine::running`];
+//!   [`EngineOptions`] (request merging).
 //! - [`Event`] in, [`Action`] out: closed enums. A dispatch is a handshake: the engine emits
 //!   [`Action::CreateBuild`] with a fresh [`Lease`], the runtime stores the build and answers
 //!   [`Event::BuildCreated`] with the store's [`BuildId`]. Every later write about the build

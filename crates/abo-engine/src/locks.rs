@@ -170,7 +170,10 @@ mod tests {
         let mut t = LockTable::default();
         let mut wake = VecDeque::new();
         assert_eq!(t.try_acquire(Lease(1), &[ex("b")]), Ok(()));
-        assert_eq!(t.try_acquire(Lease(2), &[ex("a"), ex("b")]), Err("b".into()));
+        assert_eq!(
+            t.try_acquire(Lease(2), &[ex("a"), ex("b")]),
+            Err("b".into())
+        );
         // Lease 2 queued on `a` too, so a later claim of `a` waits behind it.
         assert_eq!(t.try_acquire(Lease(3), &[ex("a")]), Err("a".into()));
         t.release(Lease(1), &mut wake);

@@ -125,7 +125,10 @@ fn render_opt(
     template: &Option<String>,
     props: &BTreeMap<String, String>,
 ) -> Result<Option<String>, StepError> {
-    template.as_deref().map(|t| render_one(t, props)).transpose()
+    template
+        .as_deref()
+        .map(|t| render_one(t, props))
+        .transpose()
 }
 
 /// Renders a runtime step. `steps` is the build's whole step list (to resolve the step an
@@ -143,10 +146,12 @@ pub(crate) fn render_step(
         | StepKind::ReservePort { .. } => return None,
         StepKind::Shell => Ok(RenderedKind::Shell),
         StepKind::MasterShell => Ok(RenderedKind::MasterShell),
-        StepKind::Download { src, dest } => render_pair(src, dest, props)
-            .map(|(src, dest)| RenderedKind::Download { src, dest }),
-        StepKind::UploadFile { src, dest } => render_pair(src, dest, props)
-            .map(|(src, dest)| RenderedKind::UploadFile { src, dest }),
+        StepKind::Download { src, dest } => {
+            render_pair(src, dest, props).map(|(src, dest)| RenderedKind::Download { src, dest })
+        }
+        StepKind::UploadFile { src, dest } => {
+            render_pair(src, dest, props).map(|(src, dest)| RenderedKind::UploadFile { src, dest })
+        }
         StepKind::UploadDirectory { src, dest } => render_pair(src, dest, props)
             .map(|(src, dest)| RenderedKind::UploadDirectory { src, dest }),
         StepKind::SetPropertyFromCommand { property } => Ok(RenderedKind::SetPropertyFromCommand {

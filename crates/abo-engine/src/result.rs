@@ -138,7 +138,9 @@ mod tests {
 
     #[test]
     fn worst_is_buildbots_order() {
-        let order = [Skipped, Success, Warnings, Failure, Exception, Retry, Cancelled];
+        let order = [
+            Skipped, Success, Warnings, Failure, Exception, Retry, Cancelled,
+        ];
         for (i, a) in order.iter().enumerate() {
             for (j, b) in order.iter().enumerate() {
                 let expected = if i >= j { *a } else { *b };

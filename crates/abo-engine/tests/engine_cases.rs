@@ -7,7 +7,7 @@ use abo_engine::*;
 use abo_plan::{LockMode, Step, StepKind};
 use support::*;
 
-use BuildResult::{Cancelled, Exception, Failure, Success, Warnings};
+use BuildResult::{Exception, Failure, Success, Warnings};
 
 fn lines(expected: &[&str]) -> Vec<String> {
     expected.iter().map(|s| s.to_string()).collect()
@@ -223,7 +223,10 @@ fn counting_locks_share_and_exclusive_waits_its_turn() {
 fn concurrent_builds_never_share_a_port() {
     let steps = vec![
         reserve_port("port_reserve"),
-        Step::argv("start", ["start_openerp", "--xmlrpc-port", "%(openerp_port)s"]),
+        Step::argv(
+            "start",
+            ["start_openerp", "--xmlrpc-port", "%(openerp_port)s"],
+        ),
     ];
     let p = plan(
         vec![worker("w1", Some(2)), worker("w2", Some(2))],
@@ -455,10 +458,7 @@ fn stop_cancels() {
             builder(
                 "a",
                 &["w1"],
-                vec![
-                    locked(sh("one"), "l", LockMode::Exclusive),
-                    sh("two"),
-                ],
+                vec![locked(sh("one"), "l", LockMode::Exclusive), sh("two")],
             ),
             builder("b", &["w1"], vec![sh("one")]),
         ],
@@ -468,7 +468,11 @@ fn stop_cancels() {
     h.submit(1, "a");
     h.submit(2, "a");
     assert_eq!(h.stop(1), lines(&["interrupt B1 0"]));
-    assert_eq!(h.stop(1), Vec::<String>::new(), "a second stop changes nothing");
+    assert_eq!(
+        h.stop(1),
+        Vec::<String>::new(),
+        "a second stop changes nothing"
+    );
     // The worker answers the interrupted step (as a failure): the build is cancelled, and
     // the waiting B2 gets the lock.
     assert_eq!(
@@ -496,12 +500,16 @@ fn stop_cancels() {
     // Cancelling a waiting request; cancelling a running one stops its build.
     h.submit(4, "a");
     h.submit(5, "b");
-    assert_eq!(h.pending(), lines(&["r4 a: AllWorkersBusy", "r5 b: AllWorkersBusy"]));
+    h.submit(6, "a");
+    assert_eq!(
+        h.pending(),
+        lines(&["r6 a: AllWorkersBusy", "r5 b: AllWorkersBusy"])
+    );
     assert_eq!(
         h.send(Event::RequestCancelled {
-            request: RequestId(4)
+            request: RequestId(6)
         }),
-        lines(&["complete r4 cancelled"])
+        lines(&["complete r6 cancelled"])
     );
     assert_eq!(
         h.send(Event::RequestCancelled {
@@ -562,21 +570,33 @@ fn halt_flunk_warn_in_a_build() {
             true,
             false,
             Failure,
-            &["step B1 0 s: failure", "step B1 1 next: skipped", "finish B1 failure"],
+            &[
+                "step B1 0 s: failure",
+                "step B1 1 next: skipped",
+                "finish B1 failure",
+            ],
         ),
         (
             true,
             false,
             false,
             Failure,
-            &["step B1 0 s: failure", "step B1 1 next: skipped", "finish B1 success"],
+            &[
+                "step B1 0 s: failure",
+                "step B1 1 next: skipped",
+                "finish B1 success",
+            ],
         ),
         (
             false,
             false,
             true,
             Failure,
-            &["step B1 0 s: failure", "run B1 1 next", "finish B1 warnings"],
+            &[
+                "step B1 0 s: failure",
+                "run B1 1 next",
+                "finish B1 warnings",
+            ],
         ),
         (
             false,
@@ -597,14 +617,22 @@ fn halt_flunk_warn_in_a_build() {
             true,
             false,
             Warnings,
-            &["step B1 0 s: warnings", "run B1 1 next", "finish B1 warnings"],
+            &[
+                "step B1 0 s: warnings",
+                "run B1 1 next",
+                "finish B1 warnings",
+            ],
         ),
         (
             false,
             false,
             false,
             Exception,
-            &["step B1 0 s: exception", "step B1 1 next: skipped", "finish B1 exception"],
+            &[
+                "step B1 0 s: exception",
+                "step B1 1 next: skipped",
+                "finish B1 exception",
+            ],
         ),
     ];
     for &(halt, flunk, warn, result, expected) in cases {
@@ -675,7 +703,11 @@ fn capability_properties_steps() {
     let mut w = worker("w1", None);
     w.capabilities = vec![
         cap("postgresql", Some("9.1"), &[("port", "5432")]),
-        cap("postgresql", Some("9.2"), &[("port", "5433"), ("bin", "/pg92/bin")]),
+        cap(
+            "postgresql",
+            Some("9.2"),
+            &[("port", "5433"), ("bin", "/pg92/bin")],
+        ),
         cap("python", Some("2.6"), &[("bin", "python2.6")]),
         cap("twice", Some("1"), &[("bin", "t1")]),
         cap("twice", Some("2"), &[("bin", "t2")]),
@@ -697,7 +729,10 @@ fn capability_properties_steps() {
             props("python", None),
             Step::argv(
                 "use",
-                ["%(cap_python_bin:-python)s", "%(cap_postgresql_port:-5432)s"],
+                [
+                    "%(cap_python_bin:-python)s",
+                    "%(cap_postgresql_port:-5432)s",
+                ],
             ),
         ],
     );
@@ -715,14 +750,26 @@ fn capability_properties_steps() {
     );
     assert_eq!(
         h.step(1).command,
-        Some(RenderedCommand::Argv(vec!["python2.6".into(), "5433".into()]))
+        Some(RenderedCommand::Argv(vec![
+            "python2.6".into(),
+            "5433".into()
+        ]))
     );
     let out = h.submit(2, "amb");
     assert!(
-        out[2].starts_with("step B2 0 props_twice: exception (the worker declares twice versions 1, 2"),
+        out[2].starts_with(
+            "step B2 0 props_twice: exception (the worker declares twice versions 1, 2"
+        ),
         "{out:?}"
     );
-    assert_eq!(out[3..], lines(&["step B2 1 after: skipped", "finish B2 exception", "complete r2 exception"]));
+    assert_eq!(
+        out[3..],
+        lines(&[
+            "step B2 1 after: skipped",
+            "finish B2 exception",
+            "complete r2 exception"
+        ])
+    );
 }
 
 /// AC-R3 through the seed's real step list: the sample master's plan, built by the planner
@@ -735,7 +782,10 @@ fn the_sample_master_builds_render() {
     h.connect("my-slave");
     h.submit(1, "openerp-6.1-postgresql-9.1");
     let started = &h.started_props[&BuildId(1)];
-    assert_eq!(started["workdir"], "/srv/ci-worker/openerp-6.1-postgresql-9.1");
+    assert_eq!(
+        started["workdir"],
+        "/srv/ci-worker/openerp-6.1-postgresql-9.1"
+    );
     assert_eq!(started["pg_version"], "9.1");
     assert_eq!(started["buildnumber"], "1");
     let mut log = Vec::new();
@@ -761,16 +811,34 @@ fn the_sample_master_builds_render() {
             "analyze"
         ]
     );
-    assert!(log.contains(&"step B1 4 pg_cluster_props: success {testing_db=openerp_buildbot-openerp-6.1}".to_string()), "{log:#?}");
-    assert!(log.contains(&"step B1 3 props_postgresql: success {cap_postgresql_port=5433}".to_string()), "{log:#?}");
+    assert!(
+        log.contains(
+            &"step B1 4 pg_cluster_props: success {testing_db=openerp_buildbot-openerp-6.1}"
+                .to_string()
+        ),
+        "{log:#?}"
+    );
+    assert!(
+        log.contains(&"step B1 3 props_postgresql: success {cap_postgresql_port=5433}".to_string()),
+        "{log:#?}"
+    );
     let buildout = &rendered[5];
     let Some(RenderedCommand::Argv(argv)) = &buildout.command else {
         panic!("{buildout:?}")
     };
-    assert!(argv.contains(&"openerp:options.db_port=5433".to_string()), "{argv:?}");
+    assert!(
+        argv.contains(&"openerp:options.db_port=5433".to_string()),
+        "{argv:?}"
+    );
     assert!(argv.contains(&"openerp:options.db_name=openerp_buildbot-openerp-6.1".to_string()));
-    assert_eq!(buildout.env["PATH"], RenderedEnv::List(vec!["${PATH}".into()]));
-    assert_eq!(buildout.env["PGCLUSTER"], RenderedEnv::One("9.1/main".into()));
+    assert_eq!(
+        buildout.env["PATH"],
+        RenderedEnv::List(vec!["${PATH}".into()])
+    );
+    assert_eq!(
+        buildout.env["PGCLUSTER"],
+        RenderedEnv::One("9.1/main".into())
+    );
     assert_eq!(buildout.workdir, "build");
     assert_eq!(buildout.timeout, Some(14400));
     let testing = &rendered[9];
@@ -795,20 +863,20 @@ fn the_sample_master_builds_render() {
         log[log.len() - 2..],
         lines(&["finish B1 success", "complete r1 success"])
     );
-    // AC-R3 with a worker `db_prefix`: my-slave declares `db_prefix = openerp-buildbot`.
-    let on_my_slave = p
-        .builders
-        .iter()
-        .find(|b| b.workers.iter().any(|w| &**w == "my-slave"))
-        .map(|b| b.name.clone())
-        .expect("a builder on my-slave");
-    let out = h.submit(2, &on_my_slave);
-    let prefix = out
-        .iter()
-        .find(|l| l.contains("testing_db="))
-        .cloned()
-        .unwrap_or_default();
-    assert!(prefix.contains("testing_db=openerp-buildbot-"), "{out:#?}");
+    // AC-R3 with a worker `db_prefix`, through the same real step list.
+    let mut with_prefix = (*p).clone();
+    for w in &mut with_prefix.workers {
+        w.properties.insert("db_prefix".into(), "ci".into());
+    }
+    h.send(Event::PlanReloaded(std::sync::Arc::new(with_prefix)));
+    let mut out = h.submit(2, "openerp-6.1-postgresql-9.1");
+    out.extend(h.run_out());
+    assert!(
+        out.contains(
+            &"step B2 4 pg_cluster_props: success {testing_db=ci-openerp-6.1}".to_string()
+        ),
+        "{out:#?}"
+    );
 }
 
 fn sample_plan() -> std::sync::Arc<abo_plan::Plan> {
@@ -926,7 +994,10 @@ fn plan_reload_removing_a_builder_mid_build() {
     );
     assert_eq!(h.submit(4, "gone"), lines(&["complete r4 cancelled"]));
     // The running build ends with its own steps; then the kept builder's new steps run.
-    assert_eq!(h.finish(1, Success), lines(&["step B1 0 one: success", "run B1 1 two"]));
+    assert_eq!(
+        h.finish(1, Success),
+        lines(&["step B1 0 one: success", "run B1 1 two"])
+    );
     assert_eq!(
         h.finish(1, Success),
         lines(&[
@@ -949,7 +1020,10 @@ fn a_retried_build_of_a_removed_builder_is_cancelled() {
     let mut h = Harness::new(old);
     h.connect("w1");
     h.submit(1, "gone");
-    h.send(Event::PlanReloaded(plan(vec![worker("w1", Some(1))], vec![])));
+    h.send(Event::PlanReloaded(plan(
+        vec![worker("w1", Some(1))],
+        vec![],
+    )));
     assert_eq!(
         h.lose("w1"),
         lines(&[
@@ -989,7 +1063,11 @@ fn merged_requests_share_one_build() {
     );
     assert_eq!(
         h.finish(2, Success)[1..4],
-        lines(&["finish B2 success", "complete r2 success", "complete r4 success"])
+        lines(&[
+            "finish B2 success",
+            "complete r2 success",
+            "complete r4 success"
+        ])
     );
 }
 
@@ -1020,7 +1098,11 @@ fn rendered_step_kinds() {
     let no_command = Step::new("nothing", StepKind::Shell);
     let p = plan(
         vec![worker("w1", None)],
-        vec![builder("b c/..", &["w1"], vec![upload, checkout, shell, no_command])],
+        vec![builder(
+            "b c/..",
+            &["w1"],
+            vec![upload, checkout, shell, no_command],
+        )],
     );
     let mut h = Harness::new(p);
     h.connect("w1");
@@ -1071,4 +1153,72 @@ fn rendered_step_kinds() {
 
 fn builder_dir_of(name: &str) -> String {
     abo_engine::builder_dir(name)
+}
+
+#[test]
+fn a_stopped_build_whose_worker_is_lost_is_cancelled_not_retried() {
+    let p = plan(
+        vec![worker("w1", Some(1)), worker("w2", Some(1))],
+        vec![builder("a", &["w1", "w2"], vec![sh("one"), sh("two")])],
+    );
+    let mut h = Harness::new(p);
+    h.connect("w1");
+    h.connect("w2");
+    h.submit(1, "a");
+    h.stop(1);
+    assert_eq!(
+        h.lose("w1"),
+        lines(&[
+            "step B1 0 one: cancelled (worker lost)",
+            "step B1 1 two: skipped",
+            "finish B1 cancelled",
+            "complete r1 cancelled",
+        ])
+    );
+    // The same before the store answered: the request is not queued again either.
+    h.auto_create = false;
+    h.submit(2, "a");
+    h.send(Event::RequestCancelled {
+        request: RequestId(2),
+    });
+    assert_eq!(h.lose("w2"), lines(&["complete r2 cancelled"]));
+    assert_eq!(h.pending(), Vec::<String>::new());
+}
+
+#[test]
+fn a_reload_lowering_max_builds_drains_before_dispatching_again() {
+    let with = |max| {
+        plan(
+            vec![worker("w1", Some(max))],
+            vec![builder("a", &["w1"], vec![sh("one")])],
+        )
+    };
+    let mut h = Harness::new(with(2));
+    h.connect("w1");
+    h.submit(1, "a");
+    h.submit(2, "a");
+    h.submit(3, "a");
+    h.send(Event::PlanReloaded(with(1)));
+    // Two builds run on a worker now allowed one: the first to end frees no slot.
+    assert_eq!(
+        h.finish(1, Success),
+        lines(&[
+            "step B1 0 one: success",
+            "finish B1 success",
+            "complete r1 success"
+        ])
+    );
+    assert_eq!(h.finish(2, Success)[3], "create L3 a on w1 for r3");
+}
+
+#[test]
+fn a_worker_the_plan_does_not_declare() {
+    // A builder may list a worker that workers.cfg lacks (a hand-made plan): it is used if
+    // it connects. A connected worker no builder lists takes nothing.
+    let p = plan(vec![], vec![builder("a", &["ghost"], vec![sh("one")])]);
+    let mut h = Harness::new(p);
+    h.connect("stranger");
+    h.submit(1, "a");
+    assert_eq!(h.pending(), lines(&["r1 a: NoWorkerConnected"]));
+    assert_eq!(h.connect("ghost")[0], "create L1 a on ghost for r1");
 }

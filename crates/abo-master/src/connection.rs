@@ -23,6 +23,7 @@ use abo_proto::{
     WorkerRequest, WorkerSettings,
 };
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -907,7 +908,24 @@ impl Conn {
             LostReason::Protocol(why) => Some(close_frame(CloseCode::Protocol, why)),
         };
         if let Some(frame) = frame {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.close(Some(frame))).await;
+            let drain_raw = matches!(reason, LostReason::Protocol(_));
+            let ws = &mut self.ws;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async move {
+                ws.close(Some(frame)).await?;
+                if drain_raw {
+                    // The peer may still be sending (the rest of an oversized frame):
+                    // closing with unread data would reset the connection and lose the
+                    // close frame, so read and discard until the peer closes.
+                    let tcp = ws.get_mut();
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while !matches!(tcp.read(&mut buf).await, Ok(0) | Err(_)) {}
+                } else {
+                    // The close handshake: wait for the peer's answer.
+                    while let Some(Ok(_)) = ws.next().await {}
+                }
+                Ok::<(), tungstenite::Error>(())
+            })
+            .await;
         }
         self.registry.detach(&self.name, self.generation, &reason);
         match &reason {

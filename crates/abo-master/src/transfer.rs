@@ -245,8 +245,11 @@ fn extract(archive: &Path, dest: &Path, compress: Option<Compression>) -> Result
         for part in name.components() {
             match part {
                 Component::Normal(_) => depth += 1,
-                Component::CurDir => {}
-                Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
+                // Python's tarfile names the root member "/" when the stock worker adds the
+                // directory as ""; like tar(1), leading slashes are dropped, which keeps the
+                // member inside the destination.
+                Component::CurDir | Component::RootDir => {}
+                Component::ParentDir | Component::Prefix(_) => {
                     return Err(format!(
                         "refused: archive member {:?} escapes the destination",
                         name

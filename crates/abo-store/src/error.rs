@@ -58,7 +58,7 @@ pub enum Error {
         expected: &'static str,
     },
     /// The request was claimed with another lease than the one presented.
-    #[error("build request {id} is claimed with lease {claimed}, not {presented}")]
+    #[error("build request {id} is claimed with lease {claimed:?}, not {presented}")]
     RequestLease {
         /// The request.
         id: RequestId,

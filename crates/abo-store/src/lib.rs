@@ -53,7 +53,10 @@ mod sqlite;
 mod types;
 mod users;
 
-pub use builds::{Build, BuildDetails, BuilderSummary, Interrupted, Step, StepDetails, StepUrl};
+pub use builds::{
+    Build, BuildDetails, BuilderSummary, Interrupted, Step, StepDetails, StepOutcome, StepUrl,
+    MAX_PAGE,
+};
 pub use changes::{Change, NewChange, SchedulerTimer};
 pub use error::{Error, Result};
 pub use logs::{

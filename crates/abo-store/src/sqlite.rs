@@ -236,10 +236,11 @@ fn migrate(conn: &mut Connection, target: u32) -> Result<u32> {
         }
         current = current.max(*version);
     }
-    for m in MIGRATIONS
+    let pending: Vec<&Migration> = MIGRATIONS
         .iter()
         .filter(|m| m.version > current && m.version <= target)
-    {
+        .collect();
+    for m in pending {
         tx.execute_batch(m.sql)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, checksum, applied_at)

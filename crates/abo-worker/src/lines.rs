@@ -95,12 +95,16 @@ impl LineSplitter {
         while i < data.len() {
             match self.state {
                 State::Normal => {
-                    // Fast path: copy the run of ordinary bytes in one go.
-                    let run = data[i..]
-                        .iter()
-                        .position(|&b| matches!(b, b'\n' | b'\r' | 0x1b | 0x08))
-                        .unwrap_or(data.len() - i);
+                    // Fast path: the run of ordinary bytes up to the next special one.
+                    let run = special(&data[i..]).unwrap_or(data.len() - i);
                     if run > 0 {
+                        let next = data.get(i + run).copied();
+                        if next == Some(b'\n') && self.started.is_none() && run <= self.limit {
+                            // A whole line inside this read: no copy into `partial`.
+                            sink.line(&data[i..i + run], now);
+                            i += run + 1;
+                            continue;
+                        }
                         self.content(&data[i..i + run], now, sink);
                         i += run;
                         continue;
@@ -207,6 +211,14 @@ impl LineSplitter {
         sink.line(&self.partial, started);
         self.partial.clear();
     }
+}
+
+/// Index of the first byte that the newline translation looks at (`\n`, `\r`, ESC,
+/// backspace), found with SIMD searches since nearly every byte is ordinary.
+fn special(data: &[u8]) -> Option<usize> {
+    let common = memchr::memchr3(b'\n', b'\r', 0x1b, data);
+    let within = &data[..common.unwrap_or(data.len())];
+    memchr::memchr(0x08, within).or(common)
 }
 
 enum EscNext {

@@ -78,6 +78,12 @@ impl OutputBuffer {
         self.size >= self.limit
     }
 
+    /// Bytes that still fit before the buffer is full: callers read at most this much (but
+    /// at least a small block) so an update stays near `buffer_size`.
+    pub fn room(&self) -> usize {
+        self.limit.saturating_sub(self.size)
+    }
+
     /// Whether nothing is buffered.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
@@ -98,7 +104,11 @@ impl OutputBuffer {
         if matches!(stream, Stream::Stdout | Stream::Stderr) {
             self.output_lines += 1;
         }
-        let text: Cow<'_, str> = String::from_utf8_lossy(content);
+        // The strict check has an ASCII fast path; the lossy one only runs on bad bytes.
+        let text: Cow<'_, str> = match std::str::from_utf8(content) {
+            Ok(s) => Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(content),
+        };
         let merge = matches!(self.items.last(), Some(Item::Lines { stream: s, .. }) if s == stream);
         if !merge {
             self.items.push(Item::Lines {

@@ -195,8 +195,8 @@ class Server:
     def traceback(self, where, error):
         self.log.raw("Traceback (most recent call last):")
         self.log.raw('  File "%s", line 1, in %s' % (__file__, where))
-        for i, line in enumerate(error.splitlines() or [""]):
-            self.log.raw(line if i else line)
+        for line in error.splitlines() or [""]:
+            self.log.raw(line)
 
     def fail_init(self, error_class, error):
         """Database initialisation failed: what each series logs, and its exit code."""
@@ -248,7 +248,9 @@ class Server:
             self.log("WARNING", None, "%s.standin" % self.ns,
                      "no database (-d or db_name in %s): nothing to do" % self.args.config)
             return 0
-        modules = _modules(self.args.init)
+        # OpenERP reads `-i all` as `-i base`; the recipe's --install-all means every module.
+        modules = ["base" if m == "all" else m for m in _modules(self.args.init)]
+        modules = [m for i, m in enumerate(modules) if m not in modules[:i]]
         if self.args.install_all:
             modules = ["base", "web", "standin_all"]
         updates = _modules(self.args.update)
@@ -293,7 +295,7 @@ class Server:
         extra = " (+0 extra)" if self.odoo else ""
         self.info(loading, "1 modules loaded in 0.01s, 0 queries%s" % extra)
         todo = [m for m in modules + updates if m != "base"]
-        targets = modules + [m for m in updates if m not in modules] or []
+        targets = modules + [m for m in updates if m not in modules]
         if todo:
             self.info(loading, "loading %d modules..." % (len(todo) + 1))
         if self.behaviour == "crash":

@@ -189,7 +189,7 @@ impl Harness {
                     Action::RunStep {
                         build, lease, step, ..
                     } => {
-                        self.outstanding.insert(*build, (*lease, step.clone()));
+                        self.outstanding.insert(*build, (*lease, (**step).clone()));
                     }
                     Action::BuildStarted {
                         build, properties, ..

@@ -34,8 +34,10 @@ const BACKUP_KILL: Duration = Duration::from_secs(5);
 /// After the process exits, how long its pipes may stay open once it has been killed: a
 /// member that escaped the group may hold them forever.
 const EOF_AFTER_KILL: Duration = Duration::from_secs(2);
-/// Pipe read size.
+/// Largest pipe read.
 const READ_SIZE: usize = 64 * 1024;
+/// Smallest pipe read, even when the output buffer is nearly full.
+const MIN_READ: usize = 4 * 1024;
 
 /// What to run and how.
 #[derive(Debug)]
@@ -389,6 +391,8 @@ pub(crate) async fn run(
             max_deadline
         };
         // Once killed and exited, give stragglers holding the pipes a short while only.
+        // Read no more than fits, so one update stays near buffer_size.
+        let want = out.room().clamp(MIN_READ, READ_SIZE);
         let eof_at = match (killed, exited_at) {
             (true, Some(t)) => Some(t + EOF_AFTER_KILL),
             _ => None,
@@ -416,7 +420,7 @@ pub(crate) async fn run(
                 out.text(&Stream::Header, "\ncommand interrupted, attempting to kill\n", unix_now());
                 kill = Some(begin_kill(spec.sigterm_time, spec.interrupt_signal));
             }
-            r = read_opt(&mut stdout, &mut buf_out) => {
+            r = read_opt(&mut stdout, &mut buf_out[..want]) => {
                 match r {
                     Ok(0) | Err(_) => {
                         stdout = None;
@@ -432,7 +436,7 @@ pub(crate) async fn run(
                     }
                 }
             }
-            r = read_opt(&mut stderr, &mut buf_err) => {
+            r = read_opt(&mut stderr, &mut buf_err[..want]) => {
                 match r {
                     Ok(0) | Err(_) => {
                         stderr = None;

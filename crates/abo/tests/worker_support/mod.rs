@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use abo_proto::{
     decode, encode, Command, CommandId, LineInfo, MasterEvent, MasterSession, Message, Outcome,
-    Reply, Sent, StatResult, UpdateEntry, WorkerInfo, WorkerRequest,
+    Reply, SeqNumber, Sent, StatResult, UpdateEntry, WorkerInfo, WorkerRequest,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -131,7 +131,7 @@ pub fn base64_encode(data: &[u8]) -> String {
 }
 
 /// What a command sent, as recorded by [`Conn::run`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Run {
     pub id: Option<CommandId>,
     pub entries: Vec<UpdateEntry>,
@@ -262,7 +262,7 @@ pub struct Conn {
 /// What one frame from the worker was, for tests that drive the loop themselves.
 #[derive(Debug)]
 pub enum Got {
-    Answered(Sent, Reply),
+    Answered(SeqNumber, Sent, Reply),
     Request,
     Ping,
     Pong,
@@ -276,6 +276,21 @@ impl Conn {
 
     pub async fn send_raw(&mut self, frame: Ws) {
         self.ws.send(frame).await.unwrap();
+    }
+
+    /// Reads the next binary frame and decodes it without the session (for exchanges the
+    /// session cannot produce, such as an unknown op).
+    pub async fn recv_raw(&mut self) -> Message {
+        loop {
+            let frame = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a frame in time")
+                .expect("open")
+                .expect("valid");
+            if let Ws::Binary(d) = frame {
+                return decode(&d).unwrap();
+            }
+        }
     }
 
     /// Reads one frame and handles it: answers worker requests (recording them in `run`),
@@ -295,13 +310,17 @@ impl Conn {
         };
         let msg = decode(&data).expect("the worker sent a valid frame");
         match self.session.receive(msg).expect("the worker respects the session") {
-            MasterEvent::Answered { request, reply, .. } => {
+            MasterEvent::Answered {
+                seq,
+                request,
+                reply,
+            } => {
                 if let (Sent::StartCommand(id), Some(mine)) = (&request, &run.id) {
                     if id == mine {
                         run.start_reply = Some(reply.clone());
                     }
                 }
-                Got::Answered(request, reply)
+                Got::Answered(seq, request, reply)
             }
             MasterEvent::UnknownOp { op, .. } => panic!("the worker sent unknown op {op}"),
             MasterEvent::Request { token, request } => {
@@ -319,10 +338,10 @@ impl Conn {
         self.send(&msg).await;
         let mut scratch = Run::default();
         loop {
-            if let Got::Answered(_, reply) = self.pump(&mut scratch).await {
-                // Answers arrive for our requests only; match the one we sent.
-                let _ = seq;
-                return reply;
+            match self.pump(&mut scratch).await {
+                Got::Answered(s, _, reply) if s == seq => return reply,
+                Got::Closed => panic!("connection closed while waiting for {seq}"),
+                _ => {}
             }
         }
     }
@@ -521,6 +540,15 @@ impl Worker {
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
+    }
+
+    /// CPU time (user + system) the worker process has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second).
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        Duration::from_millis(ticks * 10)
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {

@@ -1,0 +1,377 @@
+//! Changes, pollers' last seen revisions, and scheduler timers. A poll's new changes and its
+//! new revision are stored in one transaction, as are a timer's firing and the requests it
+//! submits: a restart in between can neither lose nor repeat them.
+
+use crate::error::{Error, Result};
+use crate::requests::insert_request;
+use crate::types::{ChangeId, RequestId, Timestamp};
+use crate::{NewRequest, Store};
+use rusqlite::{params, OptionalExtension, Transaction};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// A change to store.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NewChange {
+    /// The repository URL (after rewriting, as the planner's pollers have it).
+    pub repository: String,
+    /// The branch (empty where the VCS has none).
+    pub branch: String,
+    /// The revision id.
+    pub revision: String,
+    /// Who committed it.
+    pub author: String,
+    /// When it was committed, if the VCS says.
+    pub committed_at: Option<Timestamp>,
+    /// The commit message.
+    pub comments: String,
+    /// Files touched, in the VCS's order.
+    pub files: Vec<String>,
+    /// Project (Buildbot's change attribute; may be empty).
+    pub project: String,
+    /// Category (may be empty).
+    pub category: String,
+    /// The poller (its work directory) or webhook that saw it.
+    pub source: String,
+    /// When abo saw it.
+    pub received_at: Timestamp,
+}
+
+/// A stored change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// Its id.
+    pub id: ChangeId,
+    /// The repository.
+    pub repository: String,
+    /// The branch.
+    pub branch: String,
+    /// The revision.
+    pub revision: String,
+    /// Who committed it.
+    pub author: String,
+    /// When it was committed.
+    pub committed_at: Option<Timestamp>,
+    /// The commit message.
+    pub comments: String,
+    /// Files touched.
+    pub files: Vec<String>,
+    /// Project.
+    pub project: String,
+    /// Category.
+    pub category: String,
+    /// Who saw it.
+    pub source: String,
+    /// When abo saw it.
+    pub received_at: Timestamp,
+}
+
+/// A scheduler's pending timer: when it fires and the changes it has gathered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SchedulerTimer {
+    /// The scheduler's name.
+    pub scheduler: String,
+    /// When it fires.
+    pub fires_at: Timestamp,
+    /// The changes waiting for it, by id.
+    pub changes: Vec<ChangeId>,
+}
+
+const CHANGE_COLS: &str = "id, repository, branch, revision, author, committed_at, comments, \
+                           project, category, source, received_at";
+
+fn change_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Change> {
+    Ok(Change {
+        id: r.get(0)?,
+        repository: r.get(1)?,
+        branch: r.get(2)?,
+        revision: r.get(3)?,
+        author: r.get(4)?,
+        committed_at: r.get(5)?,
+        comments: r.get(6)?,
+        files: Vec::new(),
+        project: r.get(7)?,
+        category: r.get(8)?,
+        source: r.get(9)?,
+        received_at: r.get(10)?,
+    })
+}
+
+fn insert_change(tx: &Transaction<'_>, c: &NewChange) -> Result<ChangeId> {
+    if c.repository.is_empty() || c.revision.is_empty() {
+        return Err(Error::Invalid(
+            "a change needs a repository and a revision".into(),
+        ));
+    }
+    let id: ChangeId = tx
+        .prepare_cached(
+            "INSERT INTO changes (repository, branch, revision, author, committed_at, comments,
+                                  project, category, source, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
+        )?
+        .query_row(
+            params![
+                c.repository,
+                c.branch,
+                c.revision,
+                c.author,
+                c.committed_at,
+                c.comments,
+                c.project,
+                c.category,
+                c.source,
+                c.received_at
+            ],
+            |r| r.get(0),
+        )?;
+    let mut file =
+        tx.prepare_cached("INSERT INTO change_files (change, position, path) VALUES (?1, ?2, ?3)")?;
+    for (i, path) in c.files.iter().enumerate() {
+        file.execute(params![id, i as i64, path])?;
+    }
+    Ok(id)
+}
+
+/// Fills in the files of `changes`.
+fn load_files(tx: &Transaction<'_>, changes: &mut [Change]) -> Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT path FROM change_files WHERE change = ?1 ORDER BY position",
+    )?;
+    for c in changes {
+        c.files = stmt
+            .query_map([c.id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+    }
+    Ok(())
+}
+
+fn set_revision(
+    tx: &Transaction<'_>,
+    poller: &str,
+    branch: &str,
+    revision: &str,
+    now: Timestamp,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO poller_state (poller, branch, revision, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (poller, branch) DO UPDATE SET revision = excluded.revision,
+                                                    updated_at = excluded.updated_at",
+    )?
+    .execute(params![poller, branch, revision, now])?;
+    Ok(())
+}
+
+impl Store {
+    /// Stores a change.
+    pub async fn add_change(&self, change: NewChange) -> Result<ChangeId> {
+        self.write(move |tx| insert_change(tx, &change)).await
+    }
+
+    /// Stores what one poll of `poller` found on `branch`: the new changes and the revision
+    /// now last seen, in one transaction.
+    pub async fn record_poll(
+        &self,
+        poller: &str,
+        branch: &str,
+        revision: &str,
+        changes: Vec<NewChange>,
+        now: Timestamp,
+    ) -> Result<Vec<ChangeId>> {
+        let (poller, branch, revision) = (poller.to_owned(), branch.to_owned(), revision.to_owned());
+        self.write(move |tx| {
+            let ids = changes
+                .iter()
+                .map(|c| insert_change(tx, c))
+                .collect::<Result<Vec<_>>>()?;
+            set_revision(tx, &poller, &branch, &revision, now)?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    /// One change, with its files.
+    pub async fn get_change(&self, id: ChangeId) -> Result<Option<Change>> {
+        self.read(move |tx| {
+            let Some(c) = tx
+                .prepare_cached(&format!("SELECT {CHANGE_COLS} FROM changes WHERE id = ?1"))?
+                .query_row([id], change_from_row)
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let mut one = [c];
+            load_files(tx, &mut one)?;
+            let [c] = one;
+            Ok(Some(c))
+        })
+        .await
+    }
+
+    /// A page of changes, newest first, with ids below `before`, at most `limit` (capped
+    /// like builds).
+    pub async fn list_changes(&self, before: Option<ChangeId>, limit: u32) -> Result<Vec<Change>> {
+        let limit = limit.min(crate::builds::MAX_PAGE);
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b.0).unwrap_or(i64::MAX));
+        self.read(move |tx| {
+            let mut changes: Vec<Change> = tx
+                .prepare_cached(&format!(
+                    "SELECT {CHANGE_COLS} FROM changes WHERE id < ?1 ORDER BY id DESC LIMIT ?2"
+                ))?
+                .query_map(params![before, limit], change_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            load_files(tx, &mut changes)?;
+            Ok(changes)
+        })
+        .await
+    }
+
+    /// The changes a build request carries, oldest first.
+    pub async fn request_changes(&self, request: RequestId) -> Result<Vec<Change>> {
+        self.read(move |tx| {
+            let mut changes: Vec<Change> = tx
+                .prepare_cached(&format!(
+                    "SELECT {} FROM changes c JOIN build_request_changes r ON r.change = c.id
+                     WHERE r.request = ?1 ORDER BY c.id",
+                    CHANGE_COLS
+                        .split(", ")
+                        .map(|c| format!("c.{c}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))?
+                .query_map([request], change_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            load_files(tx, &mut changes)?;
+            Ok(changes)
+        })
+        .await
+    }
+
+    /// Deletes a change no request or timer refers to (pruning old history); refused with
+    /// [`Error::Database`] (a foreign key) otherwise. Returns whether it existed.
+    pub async fn delete_change(&self, id: ChangeId) -> Result<bool> {
+        self.write(move |tx| Ok(tx.execute("DELETE FROM changes WHERE id = ?1", [id])? == 1))
+            .await
+    }
+
+    /// The revision `poller` last saw on `branch`.
+    pub async fn poller_revision(&self, poller: &str, branch: &str) -> Result<Option<String>> {
+        let (poller, branch) = (poller.to_owned(), branch.to_owned());
+        self.read(move |tx| {
+            Ok(tx
+                .prepare_cached(
+                    "SELECT revision FROM poller_state WHERE poller = ?1 AND branch = ?2",
+                )?
+                .query_row(params![poller, branch], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    /// Every branch's last seen revision for `poller`, by branch.
+    pub async fn poller_state(&self, poller: &str) -> Result<BTreeMap<String, String>> {
+        let poller = poller.to_owned();
+        self.read(move |tx| {
+            let mut stmt =
+                tx.prepare_cached("SELECT branch, revision FROM poller_state WHERE poller = ?1")?;
+            let rows = stmt.query_map([poller], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    /// Sets the revision `poller` last saw on `branch` (without changes: a first poll).
+    pub async fn set_poller_revision(
+        &self,
+        poller: &str,
+        branch: &str,
+        revision: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        let (poller, branch, revision) = (poller.to_owned(), branch.to_owned(), revision.to_owned());
+        self.write(move |tx| set_revision(tx, &poller, &branch, &revision, now))
+            .await
+    }
+
+    /// Sets `scheduler`'s timer: when it fires and the changes gathered so far (replacing
+    /// what was stored).
+    pub async fn set_scheduler_timer(
+        &self,
+        scheduler: &str,
+        fires_at: Timestamp,
+        changes: Vec<ChangeId>,
+    ) -> Result<()> {
+        let scheduler = scheduler.to_owned();
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO scheduler_timers (scheduler, fires_at) VALUES (?1, ?2)
+                 ON CONFLICT (scheduler) DO UPDATE SET fires_at = excluded.fires_at",
+            )?
+            .execute(params![scheduler, fires_at])?;
+            tx.prepare_cached("DELETE FROM scheduler_timer_changes WHERE scheduler = ?1")?
+                .execute([&scheduler])?;
+            let mut add = tx.prepare_cached(
+                "INSERT INTO scheduler_timer_changes (scheduler, change) VALUES (?1, ?2)
+                 ON CONFLICT DO NOTHING",
+            )?;
+            for c in &changes {
+                add.execute(params![scheduler, c])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every pending timer, by scheduler name.
+    pub async fn scheduler_timers(&self) -> Result<Vec<SchedulerTimer>> {
+        self.read(|tx| {
+            let mut timers: BTreeMap<String, SchedulerTimer> = BTreeMap::new();
+            let mut stmt =
+                tx.prepare_cached("SELECT scheduler, fires_at FROM scheduler_timers")?;
+            for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))? {
+                let (scheduler, fires_at) = row?;
+                timers.insert(
+                    scheduler.clone(),
+                    SchedulerTimer {
+                        scheduler,
+                        fires_at,
+                        changes: Vec::new(),
+                    },
+                );
+            }
+            let mut stmt = tx.prepare_cached(
+                "SELECT scheduler, change FROM scheduler_timer_changes ORDER BY scheduler, change",
+            )?;
+            for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))? {
+                let (scheduler, change) = row?;
+                if let Some(t) = timers.get_mut(&scheduler) {
+                    t.changes.push(change);
+                }
+            }
+            Ok(timers.into_values().collect())
+        })
+        .await
+    }
+
+    /// Removes `scheduler`'s timer without submitting anything; returns whether it existed.
+    pub async fn delete_scheduler_timer(&self, scheduler: &str) -> Result<bool> {
+        let scheduler = scheduler.to_owned();
+        self.write(move |tx| {
+            Ok(tx.execute("DELETE FROM scheduler_timers WHERE scheduler = ?1", [scheduler])? == 1)
+        })
+        .await
+    }
+
+    /// Fires `scheduler`'s timer: removes it and submits `requests`, in one transaction.
+    pub async fn fire_scheduler_timer(
+        &self,
+        scheduler: &str,
+        requests: Vec<NewRequest>,
+    ) -> Result<Vec<RequestId>> {
+        let scheduler = scheduler.to_owned();
+        self.write(move |tx| {
+            tx.execute("DELETE FROM scheduler_timers WHERE scheduler = ?1", [&scheduler])?;
+            requests.iter().map(|r| insert_request(tx, r)).collect()
+        })
+        .await
+    }
+}

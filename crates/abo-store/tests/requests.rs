@@ -1,0 +1,532 @@
+//! Build requests, builds and steps: every operation, claim races, stale leases and what a
+//! master restart does.
+
+mod common;
+
+use abo_store::{
+    BuildResult, Error, Lease, LogKind, LogOptions, NewChange, NewRequest, RequestId,
+    RequestState, StepOutcome, StepUrl, Store, Stream,
+};
+use common::{running_build, store, t};
+use serde_json::json;
+
+fn outcome(result: BuildResult) -> StepOutcome {
+    StepOutcome {
+        result,
+        description: Some(format!("done: {result}")),
+        hidden: false,
+    }
+}
+
+#[tokio::test]
+async fn open_accepts_paths_dirs_and_sqlite_urls_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path().to_str().unwrap()).await.unwrap();
+    assert_eq!(s.path(), dir.path().join("abo.sqlite"));
+    let file = dir.path().join("other.db");
+    let url = format!("sqlite:{}", file.display());
+    let s2 = Store::open(&url).await.unwrap();
+    assert_eq!(s2.path(), file);
+    let s3 = Store::open(&format!("sqlite://{}", file.display()))
+        .await
+        .unwrap();
+    assert_eq!(s3.path(), file);
+    for bad in ["postgres://u@h/db", "postgresql://h/db", "sqlite::memory:", "mysql://h", ""] {
+        assert!(
+            matches!(Store::open(bad).await, Err(Error::UnsupportedDatabase(_))),
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn submitted_requests_are_durable_and_queued_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap().to_owned();
+    let s = Store::open(&path).await.unwrap();
+    let change = s
+        .add_change(NewChange {
+            repository: "https://example.org/r.git".into(),
+            branch: "16.0".into(),
+            revision: "abc".into(),
+            received_at: t(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut with_changes = NewRequest::new("b1", t(5));
+    with_changes.properties = json!({"odoo": "16.0", "n": 3});
+    with_changes.reason = "1 change".into();
+    with_changes.changes = vec![change, change];
+    let a = s.submit_request(with_changes).await.unwrap();
+    let b = s.submit_request(NewRequest::new("b2", t(6))).await.unwrap();
+    assert!(b > a);
+    drop(s);
+
+    // A new store on the same file (a restarted master) sees them.
+    let s = Store::open(&path).await.unwrap();
+    let queued = s.queued_requests().await.unwrap();
+    assert_eq!(queued.iter().map(|r| r.id).collect::<Vec<_>>(), [a, b]);
+    assert_eq!(queued[0].builder, "b1");
+    assert_eq!(queued[0].properties, json!({"odoo": "16.0", "n": 3}));
+    assert_eq!(queued[0].reason, "1 change");
+    assert_eq!(queued[0].submitted_at, t(5));
+    assert_eq!(queued[0].changes, [change]);
+    assert_eq!(queued[0].state, RequestState::Queued);
+    assert!(queued[1].changes.is_empty());
+    assert_eq!(s.get_request(a).await.unwrap().unwrap(), queued[0]);
+    assert_eq!(s.get_request(RequestId(999)).await.unwrap(), None);
+    assert!(matches!(
+        s.submit_request(NewRequest::new("", t(1))).await,
+        Err(Error::Invalid(_))
+    ));
+}
+
+#[tokio::test]
+async fn of_two_claimers_one_wins() {
+    let (_dir, s) = store().await;
+    for _ in 0..20 {
+        let req = s.submit_request(NewRequest::new("b", t(1))).await.unwrap();
+        let (x, y) = tokio::join!(
+            s.claim_request(req, Lease(1), t(2)),
+            s.claim_request(req, Lease(2), t(2))
+        );
+        assert_eq!(x.is_ok() as u8 + y.is_ok() as u8, 1, "{x:?} {y:?}");
+        let loser = if x.is_ok() { y } else { x };
+        assert!(matches!(
+            loser,
+            Err(Error::RequestState {
+                state: RequestState::Claimed,
+                ..
+            })
+        ));
+    }
+    assert!(matches!(
+        s.claim_request(RequestId(12345), Lease(1), t(1)).await,
+        Err(Error::RequestNotFound(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_masters_on_one_file_never_claim_the_same_request() {
+    // Two stores are two connections sets, as two processes would have: the claim is
+    // atomic in SQLite itself, not only behind the in-process mutex.
+    let (dir, a) = store().await;
+    let b = Store::open(dir.path().to_str().unwrap()).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..60 {
+        ids.push(a.submit_request(NewRequest::new("b", t(1))).await.unwrap());
+    }
+    let claim_all = |s: Store, lease: u64, ids: Vec<RequestId>| {
+        tokio::spawn(async move {
+            let mut won = Vec::new();
+            for id in ids {
+                match s.claim_request(id, Lease(lease), t(2)).await {
+                    Ok(()) => won.push(id),
+                    Err(Error::RequestState { .. }) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            won
+        })
+    };
+    let (wa, wb) = tokio::join!(
+        claim_all(a.clone(), 1, ids.clone()),
+        claim_all(b.clone(), 2, ids.clone())
+    );
+    let (wa, wb) = (wa.unwrap(), wb.unwrap());
+    assert_eq!(wa.len() + wb.len(), ids.len());
+    assert!(wa.iter().all(|id| !wb.contains(id)));
+    for id in &wa {
+        assert_eq!(
+            a.get_request(*id).await.unwrap().unwrap().claimed_by,
+            Some(Lease(1))
+        );
+    }
+}
+
+#[tokio::test]
+async fn requeue_complete_and_merge() {
+    let (_dir, s) = store().await;
+    let r1 = s.submit_request(NewRequest::new("b", t(1))).await.unwrap();
+    let r2 = s.submit_request(NewRequest::new("b", t(1))).await.unwrap();
+    let r3 = s.submit_request(NewRequest::new("b", t(1))).await.unwrap();
+
+    assert!(matches!(
+        s.requeue_request(r1).await,
+        Err(Error::RequestState { .. })
+    ));
+    s.claim_request(r1, Lease(7), t(2)).await.unwrap();
+    s.requeue_request(r1).await.unwrap();
+    let r = s.get_request(r1).await.unwrap().unwrap();
+    assert_eq!((r.state, r.claimed_by), (RequestState::Queued, None));
+
+    // r2 rides with r1: same lease, completed with it.
+    s.claim_request(r1, Lease(8), t(3)).await.unwrap();
+    s.merge_request(r2, r1, t(3)).await.unwrap();
+    let r = s.get_request(r2).await.unwrap().unwrap();
+    assert_eq!(r.state, RequestState::Claimed);
+    assert_eq!(r.claimed_by, Some(Lease(8)));
+    assert_eq!(r.merged_into, Some(r1));
+    assert!(matches!(
+        s.merge_request(r3, r2, t(3)).await,
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        s.create_build(r2, "w", Lease(8), t(3)).await,
+        Err(Error::Invalid(_))
+    ));
+    let (build, number) = s.create_build(r1, "w", Lease(8), t(4)).await.unwrap();
+    assert_eq!(number, 1);
+    assert!(matches!(
+        s.requeue_request(r1).await,
+        Err(Error::BuildRunning { .. })
+    ));
+    assert!(matches!(
+        s.complete_request(r1, BuildResult::Cancelled, t(4)).await,
+        Err(Error::BuildRunning { .. })
+    ));
+    s.finish_build(build, Lease(8), BuildResult::Warnings, t(9))
+        .await
+        .unwrap();
+    for id in [r1, r2] {
+        let r = s.get_request(id).await.unwrap().unwrap();
+        assert_eq!(r.state, RequestState::Complete);
+        assert_eq!(r.result, Some(BuildResult::Warnings));
+        assert_eq!(r.completed_at, Some(t(9)));
+    }
+
+    // A queued request can be completed without a build (cancelled), once.
+    s.complete_request(r3, BuildResult::Cancelled, t(10))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.complete_request(r3, BuildResult::Cancelled, t(10)).await,
+        Err(Error::RequestState {
+            state: RequestState::Complete,
+            ..
+        })
+    ));
+    assert!(s.queued_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn retry_puts_the_request_and_its_riders_back_in_the_queue() {
+    let (_dir, s) = store().await;
+    let r1 = s.submit_request(NewRequest::new("b", t(1))).await.unwrap();
+    let r2 = s.submit_request(NewRequest::new("b", t(1))).await.unwrap();
+    s.claim_request(r1, Lease(1), t(2)).await.unwrap();
+    s.merge_request(r2, r1, t(2)).await.unwrap();
+    let (build, _) = s.create_build(r1, "w", Lease(1), t(3)).await.unwrap();
+    s.finish_build(build, Lease(1), BuildResult::Retry, t(4))
+        .await
+        .unwrap();
+    let queued = s.queued_requests().await.unwrap();
+    assert_eq!(queued.iter().map(|r| r.id).collect::<Vec<_>>(), [r1, r2]);
+    assert!(queued.iter().all(|r| r.merged_into.is_none()));
+    // Dispatched again: the next number, the old lease dead.
+    s.claim_request(r1, Lease(2), t(5)).await.unwrap();
+    let (again, number) = s.create_build(r1, "w", Lease(2), t(5)).await.unwrap();
+    assert_eq!(number, 2);
+    assert!(matches!(
+        s.start_step(build, Lease(1), 0, "late", t(6)).await,
+        Err(Error::StaleLease { .. })
+    ));
+    s.start_step(again, Lease(2), 0, "ok", t(6)).await.unwrap();
+}
+
+#[tokio::test]
+async fn builds_are_numbered_per_builder_and_need_the_claim_lease() {
+    let (_dir, s) = store().await;
+    let (_, a1) = running_build(&s, "a", 1).await;
+    let (_, a2) = running_build(&s, "a", 2).await;
+    let (_, b1) = running_build(&s, "b", 3).await;
+    let n = |id| {
+        let s = s.clone();
+        async move { s.get_build(id).await.unwrap().unwrap().build.number }
+    };
+    assert_eq!((n(a1).await, n(a2).await, n(b1).await), (1, 2, 1));
+
+    let req = s.submit_request(NewRequest::new("a", t(1))).await.unwrap();
+    assert!(matches!(
+        s.create_build(req, "w", Lease(4), t(1)).await,
+        Err(Error::RequestState { .. })
+    ));
+    s.claim_request(req, Lease(4), t(1)).await.unwrap();
+    assert!(matches!(
+        s.create_build(req, "w", Lease(5), t(1)).await,
+        Err(Error::RequestLease { .. })
+    ));
+    let (build, number) = s.create_build(req, "w2", Lease(4), t(1)).await.unwrap();
+    assert_eq!(number, 3);
+    // Nothing runs twice at once.
+    assert!(matches!(
+        s.create_build(req, "w3", Lease(4), t(1)).await,
+        Err(Error::BuildRunning { build: b, .. }) if b == build
+    ));
+    assert_eq!(
+        s.find_build("a", 3).await.unwrap().map(|b| b.id),
+        Some(build)
+    );
+    assert_eq!(s.find_build("a", 4).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn steps_are_written_only_with_the_current_lease() {
+    let (_dir, s) = store().await;
+    let (req, build) = running_build(&s, "b", 10).await;
+    let step = s.start_step(build, Lease(10), 0, "checkout", t(4)).await.unwrap();
+    assert!(matches!(
+        s.start_step(build, Lease(10), 0, "again", t(4)).await,
+        Err(Error::StepExists { index: 0, .. })
+    ));
+    s.set_step_description(build, Lease(10), 0, "checking out")
+        .await
+        .unwrap();
+    s.add_step_url(
+        build,
+        Lease(10),
+        0,
+        StepUrl {
+            name: "report".into(),
+            url: "https://example.org/r".into(),
+        },
+    )
+    .await
+    .unwrap();
+    s.set_build_state(build, Lease(10), "running checkout")
+        .await
+        .unwrap();
+    s.set_build_properties(build, Lease(10), json!({"revision": "abc"}))
+        .await
+        .unwrap();
+
+    // A stale lease changes nothing.
+    for stale in [Lease(9), Lease(11)] {
+        assert!(matches!(
+            s.finish_step(build, stale, 0, outcome(BuildResult::Failure), t(5))
+                .await,
+            Err(Error::StaleLease { .. })
+        ));
+        assert!(matches!(
+            s.set_build_state(build, stale, "x").await,
+            Err(Error::StaleLease { .. })
+        ));
+        assert!(matches!(
+            s.finish_build(build, stale, BuildResult::Failure, t(5)).await,
+            Err(Error::StaleLease { .. })
+        ));
+    }
+    assert!(matches!(
+        s.finish_step(build, Lease(10), 5, outcome(BuildResult::Success), t(5))
+            .await,
+        Err(Error::StepNotFound { index: 5, .. })
+    ));
+    s.finish_step(build, Lease(10), 0, outcome(BuildResult::Success), t(6))
+        .await
+        .unwrap();
+    s.start_step(build, Lease(10), 1, "test", t(6)).await.unwrap();
+    let details = s.get_build(build).await.unwrap().unwrap();
+    assert_eq!(details.build.request, req);
+    assert_eq!(details.build.worker, "w1");
+    assert_eq!(details.build.state_string, "running checkout");
+    assert_eq!(details.build.properties, json!({"revision": "abc"}));
+    assert_eq!(details.build.finished_at, None);
+    let s0 = &details.steps[0].step;
+    assert_eq!(s0.id, step);
+    assert_eq!(s0.name, "checkout");
+    assert_eq!(s0.result, Some(BuildResult::Success));
+    assert_eq!(s0.description, "done: success");
+    assert_eq!(s0.finished_at, Some(t(6)));
+    assert_eq!(s0.urls.len(), 1);
+    assert_eq!(details.steps[1].step.result, None);
+
+    s.finish_build(build, Lease(10), BuildResult::Failure, t(7))
+        .await
+        .unwrap();
+    // After the build is over, even its own lease is stale.
+    assert!(matches!(
+        s.finish_step(build, Lease(10), 1, outcome(BuildResult::Success), t(8))
+            .await,
+        Err(Error::StaleLease { .. })
+    ));
+    assert!(matches!(
+        s.open_log(build, Lease(10), 1, "stdio", LogKind::Stdio, LogOptions::default())
+            .await,
+        Err(Error::StaleLease { .. })
+    ));
+    let details = s.get_build(build).await.unwrap().unwrap();
+    assert_eq!(details.build.result, Some(BuildResult::Failure));
+    // The open step was closed with the build.
+    assert_eq!(details.steps[1].step.result, Some(BuildResult::Failure));
+    let r = s.get_request(req).await.unwrap().unwrap();
+    assert_eq!(r.result, Some(BuildResult::Failure));
+}
+
+#[tokio::test]
+async fn a_log_writer_of_a_finished_build_is_refused() {
+    let (_dir, s) = store().await;
+    let (_, build) = running_build(&s, "b", 1).await;
+    s.start_step(build, Lease(1), 0, "s", t(1)).await.unwrap();
+    let mut w = s
+        .open_log(build, Lease(1), 0, "stdio", LogKind::Stdio, LogOptions::default())
+        .await
+        .unwrap();
+    w.write(Stream::Stdout, b"before\n").await.unwrap();
+    w.flush().await.unwrap();
+    s.finish_build(build, Lease(1), BuildResult::Exception, t(2))
+        .await
+        .unwrap();
+    w.write(Stream::Stdout, b"after\n").await.unwrap();
+    assert!(matches!(w.finish().await, Err(Error::StaleLease { .. })));
+    let info = s.find_log(build, 0, "stdio").await.unwrap().unwrap();
+    assert!(info.finished);
+    let page = s
+        .log_reader(info.id)
+        .await
+        .unwrap()
+        .read_lines(0, 10)
+        .await
+        .unwrap();
+    assert_eq!(page.lines.len(), 1);
+    assert_eq!(page.lines[0].text, b"before");
+}
+
+#[tokio::test]
+async fn a_restart_finishes_interrupted_builds_and_requeues_their_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap().to_owned();
+    let (running1, running2, claimed, done, queued);
+    let (b1, b2, bdone);
+    {
+        let s = Store::open(&path).await.unwrap();
+        (running1, b1) = running_build(&s, "a", 1).await;
+        (running2, b2) = running_build(&s, "b", 2).await;
+        s.start_step(b1, Lease(1), 0, "compile", t(4)).await.unwrap();
+        let mut w = s
+            .open_log(b1, Lease(1), 0, "stdio", LogKind::Stdio, LogOptions::default())
+            .await
+            .unwrap();
+        w.write(Stream::Stdout, b"half a log\n").await.unwrap();
+        w.flush().await.unwrap();
+        // The master dies here: the writer is never finished.
+        std::mem::forget(w);
+        (done, bdone) = running_build(&s, "a", 3).await;
+        s.finish_build(bdone, Lease(3), BuildResult::Success, t(5))
+            .await
+            .unwrap();
+        claimed = s.submit_request(NewRequest::new("a", t(6))).await.unwrap();
+        s.claim_request(claimed, Lease(4), t(6)).await.unwrap();
+        queued = s.submit_request(NewRequest::new("b", t(7))).await.unwrap();
+    }
+
+    let s = Store::open(&path).await.unwrap();
+    let report = s
+        .mark_interrupted_builds(BuildResult::Retry, t(100))
+        .await
+        .unwrap();
+    assert_eq!(report.builds, [b1, b2]);
+    assert_eq!(report.requeued, [running1, running2, claimed]);
+    for b in [b1, b2] {
+        let d = s.get_build(b).await.unwrap().unwrap();
+        assert_eq!(d.build.result, Some(BuildResult::Retry));
+        assert_eq!(d.build.finished_at, Some(t(100)));
+        assert!(d.steps.iter().all(|st| st.step.result == Some(BuildResult::Retry)));
+        assert!(d.steps.iter().flat_map(|st| &st.logs).all(|l| l.finished));
+    }
+    let d = s.get_build(bdone).await.unwrap().unwrap();
+    assert_eq!(d.build.result, Some(BuildResult::Success));
+    assert_eq!(d.build.finished_at, Some(t(5)));
+    assert_eq!(
+        s.get_request(done).await.unwrap().unwrap().state,
+        RequestState::Complete
+    );
+    // Nothing lost: every unfinished request is queued again, in submission order.
+    let ids: Vec<_> = s
+        .queued_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, [running1, running2, claimed, queued]);
+    // The old dispatch cannot write; a new one runs the request again.
+    assert!(matches!(
+        s.finish_step(b1, Lease(1), 0, outcome(BuildResult::Success), t(101))
+            .await,
+        Err(Error::StaleLease { .. })
+    ));
+    s.claim_request(running1, Lease(50), t(101)).await.unwrap();
+    let (again, number) = s
+        .create_build(running1, "w2", Lease(50), t(101))
+        .await
+        .unwrap();
+    assert_ne!(again, b1);
+    assert_eq!(number, 3);
+    // Called again (as at the next start), it interrupts only what runs now.
+    let again_report = s
+        .mark_interrupted_builds(BuildResult::Exception, t(102))
+        .await
+        .unwrap();
+    assert_eq!(again_report.builds, [again]);
+    assert_eq!(again_report.requeued, [running1]);
+}
+
+#[tokio::test]
+async fn builders_summary_and_build_pages() {
+    let (_dir, s) = store().await;
+    let (_, a1) = running_build(&s, "a", 1).await;
+    s.finish_build(a1, Lease(1), BuildResult::Success, t(5))
+        .await
+        .unwrap();
+    let (_, a2) = running_build(&s, "a", 2).await;
+    let (_, b1) = running_build(&s, "b", 3).await;
+    s.submit_request(NewRequest::new("c", t(9))).await.unwrap();
+    s.submit_request(NewRequest::new("a", t(9))).await.unwrap();
+
+    let summary = s.builders_summary().await.unwrap();
+    let names: Vec<_> = summary.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert_eq!(summary[0].builds, 2);
+    assert_eq!(summary[0].last_build.as_ref().map(|b| b.id), Some(a2));
+    assert_eq!(summary[0].last_finished.as_ref().map(|b| b.id), Some(a1));
+    assert_eq!(summary[0].queued, 1);
+    assert_eq!(summary[1].last_build.as_ref().map(|b| b.id), Some(b1));
+    assert_eq!(summary[1].last_finished, None);
+    assert_eq!((summary[2].builds, summary[2].queued), (0, 1));
+
+    let all = s.list_builds(None, None, 10).await.unwrap();
+    assert_eq!(all.iter().map(|b| b.id).collect::<Vec<_>>(), [b1, a2, a1]);
+    let of_a = s.list_builds(Some("a"), None, 1).await.unwrap();
+    assert_eq!(of_a[0].id, a2);
+    let next = s.list_builds(Some("a"), Some(of_a[0].id), 10).await.unwrap();
+    assert_eq!(next.iter().map(|b| b.id).collect::<Vec<_>>(), [a1]);
+    assert!(s.list_builds(Some("zz"), None, 10).await.unwrap().is_empty());
+    assert_eq!(
+        s.running_builds()
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.id)
+            .collect::<Vec<_>>(),
+        [a2, b1]
+    );
+}
+
+#[tokio::test]
+async fn unreadable_stored_values_are_errors_not_panics() {
+    let (dir, s) = store().await;
+    let (_, build) = running_build(&s, "b", 1).await;
+    s.start_step(build, Lease(1), 0, "s", t(1)).await.unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("abo.sqlite")).unwrap();
+        conn.execute("UPDATE steps SET result = 'exploded'", []).unwrap();
+        conn.execute("UPDATE builds SET properties = '{not json'", [])
+            .unwrap();
+    }
+    assert!(matches!(s.get_build(build).await, Err(Error::Corrupt(_))));
+    assert!(matches!(
+        s.list_builds(None, None, 5).await,
+        Err(Error::Corrupt(_))
+    ));
+}

@@ -250,18 +250,26 @@ fn decode_lines(ctx: &Ctx<'_>, path: &str, node: Node) -> Result<LineInfo, Decod
     })?;
     let text = ctx.string(&format!("{path}[0]"), text)?;
     let idx_path = format!("{path}[1]");
+    // One index and one time per line: the element's path is only built for an error, as
+    // formatting it for every line costs more than the rest of the decoding.
     let newline_idx = ctx
         .array(&idx_path, idx)?
         .into_iter()
         .enumerate()
-        .map(|(i, n)| ctx.u64(&format!("{idx_path}[{i}]"), n))
+        .map(|(i, n)| match &n {
+            Node::Int(v) if v.as_u64().is_some() => Ok(v.as_u64().unwrap_or_default()),
+            _ => ctx.u64(&format!("{idx_path}[{i}]"), n),
+        })
         .collect::<Result<_, _>>()?;
     let times_path = format!("{path}[2]");
     let line_times = ctx
         .array(&times_path, times)?
         .into_iter()
         .enumerate()
-        .map(|(i, n)| ctx.f64(&format!("{times_path}[{i}]"), n))
+        .map(|(i, n)| match n {
+            Node::Float(x) => Ok(x),
+            n => ctx.f64(&format!("{times_path}[{i}]"), n),
+        })
         .collect::<Result<_, _>>()?;
     Ok(LineInfo {
         text,

@@ -15,7 +15,9 @@ fn fill(buf: &mut Vec<u8>, seed: u64) {
     let mut x = seed.wrapping_mul(6364136223846793005) | 1;
     let mut line = String::new();
     while buf.len() < WRITE {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         line.clear();
         let _ = writeln!(
             line,
@@ -34,11 +36,16 @@ fn fill(buf: &mut Vec<u8>, seed: u64) {
 
 /// Peak resident set size of this process (Linux `VmHWM`), in bytes.
 fn peak_rss() -> u64 {
+    status_bytes("VmHWM:")
+}
+
+/// A size line of `/proc/self/status`, in bytes.
+fn status_bytes(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
@@ -65,7 +72,10 @@ fn main() {
             .submit_request(NewRequest::new("bench", now))
             .await
             .expect("submit");
-        store.claim_request(req, Lease(1), now).await.expect("claim");
+        store
+            .claim_request(req, Lease(1), now)
+            .await
+            .expect("claim");
         let (build, _) = store
             .create_build(req, "w", Lease(1), now)
             .await
@@ -74,6 +84,10 @@ fn main() {
             .start_step(build, Lease(1), 0, "test", now)
             .await
             .expect("step");
+        println!(
+            "resident memory with the store open: {:.1} MB",
+            status_bytes("VmRSS:") as f64 / 1e6
+        );
         for (kind, secrets) in [
             (LogKind::Text, vec![]),
             (LogKind::Stdio, vec![]),
@@ -96,6 +110,7 @@ fn main() {
             }
             let info = w.finish().await.expect("finish");
             let secs = started.elapsed().as_secs_f64();
+            let peak_after_write = peak_rss();
             let reader = store.log_reader(id).await.expect("reader");
             let started = Instant::now();
             let mut off = 0;
@@ -112,12 +127,15 @@ fn main() {
             let read_secs = started.elapsed().as_secs_f64();
             println!(
                 "{name:>8}: {mb} MB in {WRITE}-byte writes: {:.0} MB/s write, {:.0} MB/s read, \
-                 {} chunks, database {:.1} MB so far, peak RSS {:.1} MB",
+                 {} chunks, database {:.1} MB so far, peak RSS {:.1} MB after writing, \
+                 {:.1} MB after reading back in {} MiB ranges",
                 total as f64 / 1e6 / secs,
                 off as f64 / 1e6 / read_secs,
                 info.chunk_count,
                 db_size(dir.path()) as f64 / 1e6,
-                peak_rss() as f64 / 1e6
+                peak_after_write as f64 / 1e6,
+                peak_rss() as f64 / 1e6,
+                abo_store::MAX_READ_BYTES >> 20
             );
         }
         store
@@ -127,7 +145,7 @@ fn main() {
     });
 }
 
-/// The database file and its WAL.
+/// The size of the database file plus its WAL.
 fn db_size(dir: &std::path::Path) -> u64 {
     ["abo.sqlite", "abo.sqlite-wal"]
         .iter()

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::logs::{log_from_row, LogInfo, LOG_COLS};
-use crate::requests::{complete_with, require_request, requeue_with, running_build};
+use crate::requests::{complete_with, requeue_with, require_request, running_build};
 use crate::sqlite::{json_in, json_out, u32_in};
 use crate::types::{BuildId, BuildResult, Lease, RequestId, RequestState, StepId, Timestamp};
 use crate::Store;
@@ -443,7 +443,7 @@ impl Store {
                 .query_map([], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             // Logs of builds finished normally but whose writer never finished.
-            tx.execute("UPDATE logs SET finished = 1 WHERE finished = 0", [])?;
+            tx.execute("UPDATE logs SET finished = TRUE WHERE finished = FALSE", [])?;
             let mut requeued = requeued;
             requeued.sort();
             Ok(Interrupted { builds, requeued })
@@ -617,8 +617,8 @@ fn close_build(
     )?
     .execute(params![build, now, result])?;
     tx.prepare_cached(
-        "UPDATE logs SET finished = 1
-         WHERE finished = 0 AND step IN (SELECT id FROM steps WHERE build = ?1)",
+        "UPDATE logs SET finished = TRUE
+         WHERE finished = FALSE AND step IN (SELECT id FROM steps WHERE build = ?1)",
     )?
     .execute([build])?;
     tx.prepare_cached(

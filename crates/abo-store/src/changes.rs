@@ -134,9 +134,8 @@ fn insert_change(tx: &Transaction<'_>, c: &NewChange) -> Result<ChangeId> {
 
 /// Fills in the files of `changes`.
 fn load_files(tx: &Transaction<'_>, changes: &mut [Change]) -> Result<()> {
-    let mut stmt = tx.prepare_cached(
-        "SELECT path FROM change_files WHERE change = ?1 ORDER BY position",
-    )?;
+    let mut stmt =
+        tx.prepare_cached("SELECT path FROM change_files WHERE change = ?1 ORDER BY position")?;
     for c in changes {
         c.files = stmt
             .query_map([c.id], |r| r.get(0))?
@@ -177,7 +176,8 @@ impl Store {
         changes: Vec<NewChange>,
         now: Timestamp,
     ) -> Result<Vec<ChangeId>> {
-        let (poller, branch, revision) = (poller.to_owned(), branch.to_owned(), revision.to_owned());
+        let (poller, branch, revision) =
+            (poller.to_owned(), branch.to_owned(), revision.to_owned());
         self.write(move |tx| {
             let ids = changes
                 .iter()
@@ -287,7 +287,8 @@ impl Store {
         revision: &str,
         now: Timestamp,
     ) -> Result<()> {
-        let (poller, branch, revision) = (poller.to_owned(), branch.to_owned(), revision.to_owned());
+        let (poller, branch, revision) =
+            (poller.to_owned(), branch.to_owned(), revision.to_owned());
         self.write(move |tx| set_revision(tx, &poller, &branch, &revision, now))
             .await
     }
@@ -325,8 +326,7 @@ impl Store {
     pub async fn scheduler_timers(&self) -> Result<Vec<SchedulerTimer>> {
         self.read(|tx| {
             let mut timers: BTreeMap<String, SchedulerTimer> = BTreeMap::new();
-            let mut stmt =
-                tx.prepare_cached("SELECT scheduler, fires_at FROM scheduler_timers")?;
+            let mut stmt = tx.prepare_cached("SELECT scheduler, fires_at FROM scheduler_timers")?;
             for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))? {
                 let (scheduler, fires_at) = row?;
                 timers.insert(
@@ -356,7 +356,10 @@ impl Store {
     pub async fn delete_scheduler_timer(&self, scheduler: &str) -> Result<bool> {
         let scheduler = scheduler.to_owned();
         self.write(move |tx| {
-            Ok(tx.execute("DELETE FROM scheduler_timers WHERE scheduler = ?1", [scheduler])? == 1)
+            Ok(tx.execute(
+                "DELETE FROM scheduler_timers WHERE scheduler = ?1",
+                [scheduler],
+            )? == 1)
         })
         .await
     }
@@ -369,7 +372,10 @@ impl Store {
     ) -> Result<Vec<RequestId>> {
         let scheduler = scheduler.to_owned();
         self.write(move |tx| {
-            tx.execute("DELETE FROM scheduler_timers WHERE scheduler = ?1", [&scheduler])?;
+            tx.execute(
+                "DELETE FROM scheduler_timers WHERE scheduler = ?1",
+                [&scheduler],
+            )?;
             requests.iter().map(|r| insert_request(tx, r)).collect()
         })
         .await

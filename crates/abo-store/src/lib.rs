@@ -60,13 +60,13 @@ pub use builds::{
 pub use changes::{Change, NewChange, SchedulerTimer};
 pub use error::{Error, Result};
 pub use logs::{
-    LinesPage, LogInfo, LogLine, LogOptions, LogPiece, LogReader, LogWriter, Masker,
-    CHUNK_BYTES, DEFAULT_LOG_CAP_BYTES, MASK, MAX_LINE_BYTES, MAX_READ_BYTES,
+    LinesPage, LogInfo, LogLine, LogOptions, LogPiece, LogReader, LogWriter, Masker, CHUNK_BYTES,
+    DEFAULT_LOG_CAP_BYTES, MASK, MAX_LINE_BYTES, MAX_READ_BYTES,
 };
 pub use requests::{BuildRequest, NewRequest};
 pub use types::{
-    BuildId, BuildResult, ChangeId, Lease, LogId, LogKind, RequestId, RequestState, StepId,
-    Stream, Timestamp, UnknownWord,
+    BuildId, BuildResult, ChangeId, Lease, LogId, LogKind, RequestId, RequestState, StepId, Stream,
+    Timestamp, UnknownWord,
 };
 pub use users::User;
 

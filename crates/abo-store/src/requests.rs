@@ -140,9 +140,7 @@ pub(crate) fn require_request(tx: &Transaction<'_>, id: RequestId) -> Result<Bui
 /// The unfinished build of a request, if any.
 pub(crate) fn running_build(tx: &Transaction<'_>, id: RequestId) -> Result<Option<BuildId>> {
     Ok(tx
-        .prepare_cached(
-            "SELECT id FROM builds WHERE request = ?1 AND finished_at IS NULL LIMIT 1",
-        )?
+        .prepare_cached("SELECT id FROM builds WHERE request = ?1 AND finished_at IS NULL LIMIT 1")?
         .query_row([id], |r| r.get(0))
         .optional()?)
 }
@@ -204,9 +202,10 @@ impl Store {
                 .collect::<rusqlite::Result<_>>()?;
             let mut changes: HashMap<RequestId, Vec<ChangeId>> = HashMap::new();
             let mut stmt = tx.prepare_cached(
-                "SELECT c.request, c.change FROM build_request_changes c
-                 JOIN build_requests r ON r.id = c.request
-                 WHERE r.state = 'queued' ORDER BY c.request, c.change",
+                // Driven from the (small) queue, not from every link ever made.
+                "SELECT request, change FROM build_request_changes
+                 WHERE request IN (SELECT id FROM build_requests WHERE state = 'queued')
+                 ORDER BY request, change",
             )?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             for row in rows {

@@ -122,7 +122,11 @@ fn open_connection(path: &Path) -> Result<Connection> {
     }
     // NORMAL in WAL mode: a commit survives a crash of abo (the write is in the WAL file),
     // not necessarily a power loss; FULL would fsync every log chunk.
-    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+    // journal_size_limit: after a burst of log output the WAL file is truncated back to
+    // 64 MiB at the next checkpoint instead of keeping its largest size on disk.
+    conn.execute_batch(
+        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA journal_size_limit = 67108864;",
+    )?;
     Ok(conn)
 }
 
@@ -216,7 +220,8 @@ fn migrate(conn: &mut Connection, target: u32) -> Result<u32> {
          )",
     )?;
     let applied: Vec<(u32, String)> = {
-        let mut stmt = tx.prepare("SELECT version, checksum FROM schema_migrations ORDER BY version")?;
+        let mut stmt =
+            tx.prepare("SELECT version, checksum FROM schema_migrations ORDER BY version")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };

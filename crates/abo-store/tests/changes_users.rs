@@ -65,7 +65,13 @@ async fn a_poll_stores_its_changes_and_revision_together() {
     assert_eq!(s.poller_revision(p, "16.0").await.unwrap(), None);
     s.set_poller_revision(p, "16.0", "r0", t(1)).await.unwrap();
     let ids = s
-        .record_poll(p, "16.0", "r2", vec![change("r1", &[]), change("r2", &[])], t(2))
+        .record_poll(
+            p,
+            "16.0",
+            "r2",
+            vec![change("r1", &[]), change("r2", &[])],
+            t(2),
+        )
         .await
         .unwrap();
     assert_eq!(ids.len(), 2);
@@ -101,12 +107,16 @@ async fn scheduler_timers_survive_and_fire_atomically() {
         let s = abo_store::Store::open(&path).await.unwrap();
         c1 = s.add_change(change("a", &[])).await.unwrap();
         c2 = s.add_change(change("b", &[])).await.unwrap();
-        s.set_scheduler_timer("odoo-16", t(10), vec![c1]).await.unwrap();
+        s.set_scheduler_timer("odoo-16", t(10), vec![c1])
+            .await
+            .unwrap();
         // Tree-stable: another change pushes the timer back and joins it.
         s.set_scheduler_timer("odoo-16", t(20), vec![c1, c2])
             .await
             .unwrap();
-        s.set_scheduler_timer("odoo-17", t(15), vec![]).await.unwrap();
+        s.set_scheduler_timer("odoo-17", t(15), vec![])
+            .await
+            .unwrap();
     }
     let s = abo_store::Store::open(&path).await.unwrap();
     let timers = s.scheduler_timers().await.unwrap();
@@ -130,7 +140,8 @@ async fn scheduler_timers_survive_and_fire_atomically() {
     assert!(s.scheduler_timers().await.unwrap().is_empty());
 }
 
-const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$hdvKAtNhMzYuRG4W1ZJjCaJ5Mf4JvOXvQLxlGC0v8Ac";
+const HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$hdvKAtNhMzYuRG4W1ZJjCaJ5Mf4JvOXvQLxlGC0v8Ac";
 
 #[tokio::test]
 async fn users_keep_argon2_hashes_only() {
@@ -140,7 +151,11 @@ async fn users_keep_argon2_hashes_only() {
         s.add_user("alice", HASH, t(2)).await,
         Err(Error::UserExists(_))
     ));
-    for bad in ["hunter2", "$2b$12$abcdefghijklmnopqrstuv", "$argon2id$ spaces $x$y"] {
+    for bad in [
+        "hunter2",
+        "$2b$12$abcdefghijklmnopqrstuv",
+        "$argon2id$ spaces $x$y",
+    ] {
         assert!(
             matches!(s.add_user("bob", bad, t(1)).await, Err(Error::Invalid(_))),
             "{bad}"
@@ -150,7 +165,10 @@ async fn users_keep_argon2_hashes_only() {
         s.add_user("has space", HASH, t(1)).await,
         Err(Error::Invalid(_))
     ));
-    assert_eq!(s.password_hash("alice").await.unwrap().as_deref(), Some(HASH));
+    assert_eq!(
+        s.password_hash("alice").await.unwrap().as_deref(),
+        Some(HASH)
+    );
     assert_eq!(s.password_hash("nobody").await.unwrap(), None);
     let other = HASH.replace("c2FsdHNhbHQ", "b3RoZXJzYWx0");
     assert!(s.set_password_hash("alice", &other).await.unwrap());

@@ -15,13 +15,21 @@ const BLOCKS: usize = TOTAL / BLOCK;
 /// computed from `i` alone so any range can be checked without keeping the log.
 fn block(i: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(BLOCK + 200);
-    let mut x = (i as u64).wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = (i as u64)
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut n = 0;
     while out.len() < BLOCK {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let level = ["INFO", "DEBUG", "WARNING", "INFO"][(x >> 60) as usize % 4];
-        let module = ["odoo.modules.loading", "odoo.addons.base", "odoo.tests", "werkzeug"]
-            [(x >> 58) as usize % 4];
+        let module = [
+            "odoo.modules.loading",
+            "odoo.addons.base",
+            "odoo.tests",
+            "werkzeug",
+        ][(x >> 58) as usize % 4];
         out.extend_from_slice(
             format!(
                 "2024-05-{:02} 12:{:02}:{:02},{:03} {} {level} db {module}: step {i}.{n} x={:x}\n",
@@ -59,7 +67,9 @@ fn expected(offset: usize, len: usize) -> Vec<u8> {
 async fn a_200_mb_log_keeps_memory_flat_and_reads_back_exactly() {
     let (_dir, s) = store().await;
     let (_, build) = running_build(&s, "b", 1).await;
-    s.start_step(build, Lease(1), 0, "test", t(4)).await.unwrap();
+    s.start_step(build, Lease(1), 0, "test", t(4))
+        .await
+        .unwrap();
     // A cap above the size, and a secret that never occurs: the masking path runs at scale
     // without changing a byte.
     let options = LogOptions::default()
@@ -91,7 +101,10 @@ async fn a_200_mb_log_keeps_memory_flat_and_reads_back_exactly() {
             let stored = r.info().await.unwrap().byte_len as usize;
             let len = 300_000.min(stored);
             let got = r.read_range((stored - len) as u64, len).await.unwrap();
-            assert!(got == expected(stored - len, len), "range ending at {stored}");
+            assert!(
+                got == expected(stored - len, len),
+                "range ending at {stored}"
+            );
             checked_while_writing += 1;
         }
     }
@@ -123,8 +136,14 @@ async fn a_200_mb_log_keeps_memory_flat_and_reads_back_exactly() {
         growth / 1_000_000,
         peak_buffer / 1024
     );
-    assert!(peak_buffer <= CHUNK_BYTES + MAX_LINE_BYTES, "writer buffer {peak_buffer}");
+    assert!(
+        peak_buffer <= CHUNK_BYTES + MAX_LINE_BYTES,
+        "writer buffer {peak_buffer}"
+    );
     // Holding the log would take 200 MB; flat means a few chunks, SQLite's page caches
     // and allocator slack.
-    assert!(growth < 48 * 1024 * 1024, "resident memory grew by {growth} bytes");
+    assert!(
+        growth < 48 * 1024 * 1024,
+        "resident memory grew by {growth} bytes"
+    );
 }

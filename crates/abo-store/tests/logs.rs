@@ -5,8 +5,8 @@
 mod common;
 
 use abo_store::{
-    BuildId, BuildResult, Error, Lease, LogId, LogKind, LogOptions, LogWriter, Masker,
-    StepOutcome, Store, Stream, CHUNK_BYTES, MAX_LINE_BYTES, MAX_READ_BYTES,
+    BuildId, BuildResult, Error, Lease, LogId, LogKind, LogOptions, LogWriter, Masker, StepOutcome,
+    Store, Stream, CHUNK_BYTES, MAX_LINE_BYTES, MAX_READ_BYTES,
 };
 use common::{running_build, store, t};
 use futures_util::StreamExt;
@@ -99,7 +99,10 @@ async fn a_text_log_reads_back_by_range_line_and_stream() {
     let mut from_mid = Box::pin(r.stream(cb + 7));
     let first = from_mid.next().await.unwrap().unwrap();
     assert_eq!(first.offset, cb + 7);
-    assert_eq!(first.data[..], data[(cb + 7) as usize..(cb + 7) as usize + first.data.len()]);
+    assert_eq!(
+        first.data[..],
+        data[(cb + 7) as usize..(cb + 7) as usize + first.data.len()]
+    );
 }
 
 #[tokio::test]
@@ -107,11 +110,21 @@ async fn a_stdio_log_keeps_streams_apart_line_by_line() {
     let (_dir, s) = store().await;
     let build = build_with_step(&s).await;
     let mut w = open(&s, build, "stdio", LogKind::Stdio, LogOptions::default()).await;
-    w.write(Stream::Header, b"bin/buildout -c buildout.cfg\n").await.unwrap();
-    w.write(Stream::Stdout, b"Installing odoo.\nGetting distri").await.unwrap();
-    w.write(Stream::Stderr, b"warning: deprecated\n").await.unwrap();
-    w.write(Stream::Stdout, b"bution.\nno newline at the end").await.unwrap();
-    w.write(Stream::Header, b"program finished with exit code 0").await.unwrap();
+    w.write(Stream::Header, b"bin/buildout -c buildout.cfg\n")
+        .await
+        .unwrap();
+    w.write(Stream::Stdout, b"Installing odoo.\nGetting distri")
+        .await
+        .unwrap();
+    w.write(Stream::Stderr, b"warning: deprecated\n")
+        .await
+        .unwrap();
+    w.write(Stream::Stdout, b"bution.\nno newline at the end")
+        .await
+        .unwrap();
+    w.write(Stream::Header, b"program finished with exit code 0")
+        .await
+        .unwrap();
     let info = w.finish().await.unwrap();
     assert_eq!(
         all_bytes(&s, info.id).await,
@@ -154,8 +167,15 @@ async fn a_stdio_log_keeps_streams_apart_line_by_line() {
     );
     assert_eq!(s.find_log(build, 0, "other").await.unwrap(), None);
     assert!(matches!(
-        s.open_log(build, LEASE, 0, "stdio", LogKind::Text, LogOptions::default())
-            .await,
+        s.open_log(
+            build,
+            LEASE,
+            0,
+            "stdio",
+            LogKind::Text,
+            LogOptions::default()
+        )
+        .await,
         Err(Error::LogExists { .. })
     ));
     assert!(matches!(
@@ -218,7 +238,14 @@ async fn the_cap_truncates_once_with_a_visible_marker() {
     let (_dir, s) = store().await;
     let build = build_with_step(&s).await;
 
-    let mut w = open(&s, build, "text", LogKind::Text, LogOptions::default().with_cap(1000)).await;
+    let mut w = open(
+        &s,
+        build,
+        "text",
+        LogKind::Text,
+        LogOptions::default().with_cap(1000),
+    )
+    .await;
     let data = numbered_lines(200);
     for piece in data.chunks(333) {
         w.write(Stream::Stdout, piece).await.unwrap();
@@ -230,9 +257,19 @@ async fn the_cap_truncates_once_with_a_visible_marker() {
     assert_eq!(&stored[..1000], &data[..1000]);
     let marker = b"[abo: log truncated after 1000 bytes]\n";
     assert!(stored.ends_with(marker));
-    assert_eq!(stored.len(), 1000 + usize::from(data[999] != b'\n') + marker.len());
+    assert_eq!(
+        stored.len(),
+        1000 + usize::from(data[999] != b'\n') + marker.len()
+    );
 
-    let mut w = open(&s, build, "stdio", LogKind::Stdio, LogOptions::default().with_cap(100)).await;
+    let mut w = open(
+        &s,
+        build,
+        "stdio",
+        LogKind::Stdio,
+        LogOptions::default().with_cap(100),
+    )
+    .await;
     for _ in 0..50 {
         w.write(Stream::Stdout, b"0123456789\n").await.unwrap();
     }
@@ -353,10 +390,7 @@ async fn a_secret_across_a_chunk_boundary_is_masked() {
             }
             let info = w.finish().await.unwrap();
             let stored = all_bytes(&s, info.id).await;
-            assert!(
-                !stored.windows(secret.len()).any(|w| w == secret),
-                "{name}"
-            );
+            assert!(!stored.windows(secret.len()).any(|w| w == secret), "{name}");
             assert!(stored.windows(12).any(|w| w == b"*** and more"), "{name}");
         }
     }
@@ -389,7 +423,10 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 fn secret_strategy() -> impl Strategy<Value = Vec<Vec<u8>>> {
-    prop::collection::vec(prop::collection::vec(prop::sample::select(b"abc".to_vec()), 2..7), 1..4)
+    prop::collection::vec(
+        prop::collection::vec(prop::sample::select(b"abc".to_vec()), 2..7),
+        1..4,
+    )
 }
 
 fn data_strategy() -> impl Strategy<Value = Vec<u8>> {
@@ -466,6 +503,107 @@ proptest! {
                     }
                 };
                 assert_eq!(stored, expected, "{kind}");
+            }
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_streams_a_log_while_another_task_writes_it() {
+    let (_dir, s) = store().await;
+    let build = build_with_step(&s).await;
+    let mut w = open(&s, build, "stdio", LogKind::Text, LogOptions::default()).await;
+    let reader = s.log_reader(w.id()).await.unwrap();
+    let data = numbered_lines(60_000);
+    let expected = data.clone();
+
+    // The web layer's way of following a running log: stream from where the last stream
+    // ended, until the log is finished and nothing more comes.
+    let follower = tokio::spawn(async move {
+        let mut got = Vec::new();
+        let mut rounds = 0;
+        loop {
+            let finished = reader.info().await.unwrap().finished;
+            let mut pieces = Box::pin(reader.stream(got.len() as u64));
+            while let Some(p) = pieces.next().await {
+                let p = p.unwrap();
+                assert_eq!(p.offset, got.len() as u64);
+                got.extend(p.data);
+            }
+            rounds += 1;
+            if finished {
+                return (got, rounds);
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    for (i, piece) in data.chunks(4096).enumerate() {
+        w.write(Stream::Stdout, piece).await.unwrap();
+        if i % 50 == 0 {
+            w.flush().await.unwrap();
+        }
+    }
+    w.finish().await.unwrap();
+    let (got, rounds) = follower.await.unwrap();
+    assert!(
+        got == expected,
+        "followed {} of {} bytes",
+        got.len(),
+        expected.len()
+    );
+    assert!(rounds > 1);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// Pages of lines match a naive split of the text, whatever the line lengths (some
+    /// longer than a chunk), write sizes and flushes.
+    #[test]
+    fn line_pages_match_the_text(
+        lengths in prop::collection::vec(prop_oneof![8 => 0usize..200, 1 => 20_000usize..150_000], 1..60),
+        write in 1usize..20_000,
+        flush_every in 1usize..40,
+        probes in prop::collection::vec((any::<prop::sample::Index>(), 1usize..5), 1..12),
+        trailing in any::<bool>(),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            let (_dir, s) = store().await;
+            let build = build_with_step(&s).await;
+            let mut text = Vec::new();
+            for (i, len) in lengths.iter().enumerate() {
+                text.extend((0..*len).map(|j| b'a' + ((i + j) % 26) as u8));
+                text.push(b'\n');
+            }
+            if trailing {
+                text.extend_from_slice(b"no newline");
+            }
+            let mut w = open(&s, build, "t", LogKind::Text, LogOptions::default()).await;
+            for (i, piece) in text.chunks(write).enumerate() {
+                w.write(Stream::Stdout, piece).await.unwrap();
+                if i % flush_every == 0 {
+                    w.flush().await.unwrap();
+                }
+            }
+            let info = w.finish().await.unwrap();
+            let mut lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+            if !trailing {
+                lines.pop();
+            }
+            assert_eq!(info.line_count as usize, lines.len());
+            let r = s.log_reader(info.id).await.unwrap();
+            for (index, count) in &probes {
+                let first = index.index(lines.len() + 1);
+                let page = r.read_lines(first as u64, *count).await.unwrap();
+                let want: Vec<&[u8]> = lines.iter().skip(first).take(*count).copied().collect();
+                let got: Vec<&[u8]> = page.lines.iter().map(|l| l.text.as_slice()).collect();
+                assert_eq!(got, want, "lines {first}+{count}");
+                for (k, l) in page.lines.iter().enumerate() {
+                    assert_eq!(l.number as usize, first + k);
+                    assert!(!l.cut && !l.partial);
+                }
+                assert_eq!(page.next as usize, first + want.len());
             }
         });
     }

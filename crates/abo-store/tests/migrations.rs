@@ -91,8 +91,16 @@ async fn a_database_at_every_older_version_is_migrated_with_its_data() {
         seeded_at(&path, from);
         assert_eq!(schema_version(&path).unwrap(), from);
         let s = Store::open(path.to_str().unwrap()).await.unwrap();
-        assert_eq!(schema_version(&path).unwrap(), latest_version(), "from {from}");
-        assert_eq!(schema(&path), expected, "schema after migrating from {from}");
+        assert_eq!(
+            schema_version(&path).unwrap(),
+            latest_version(),
+            "from {from}"
+        );
+        assert_eq!(
+            schema(&path),
+            expected,
+            "schema after migrating from {from}"
+        );
         if from >= 1 {
             let b = s.get_build(BuildId(1)).await.unwrap().unwrap();
             assert_eq!(b.build.worker, "w1");
@@ -106,7 +114,11 @@ async fn a_database_at_every_older_version_is_migrated_with_its_data() {
             assert_eq!((info.byte_len, info.finished), (0, false));
         }
         if from >= 3 {
-            let r = s.get_request(abo_store::RequestId(1)).await.unwrap().unwrap();
+            let r = s
+                .get_request(abo_store::RequestId(1))
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(r.changes.len(), 1);
             assert_eq!(
                 s.poller_revision("p", "main").await.unwrap().as_deref(),
@@ -166,5 +178,8 @@ async fn the_store_runs_in_wal_mode_with_foreign_keys() {
     let s = Store::open(dir.path().to_str().unwrap()).await.unwrap();
     let mut req = abo_store::NewRequest::new("b", common::t(1));
     req.changes = vec![abo_store::ChangeId(77)];
-    assert!(matches!(s.submit_request(req).await, Err(Error::Database(_))));
+    assert!(matches!(
+        s.submit_request(req).await,
+        Err(Error::Database(_))
+    ));
 }

@@ -4,8 +4,8 @@
 mod common;
 
 use abo_store::{
-    BuildResult, Error, Lease, LogKind, LogOptions, NewChange, NewRequest, RequestId,
-    RequestState, StepOutcome, StepUrl, Store, Stream,
+    BuildResult, Error, Lease, LogKind, LogOptions, NewChange, NewRequest, RequestId, RequestState,
+    StepOutcome, StepUrl, Store, Stream,
 };
 use common::{running_build, store, t};
 use serde_json::json;
@@ -31,7 +31,13 @@ async fn open_accepts_paths_dirs_and_sqlite_urls_only() {
         .await
         .unwrap();
     assert_eq!(s3.path(), file);
-    for bad in ["postgres://u@h/db", "postgresql://h/db", "sqlite::memory:", "mysql://h", ""] {
+    for bad in [
+        "postgres://u@h/db",
+        "postgresql://h/db",
+        "sqlite::memory:",
+        "mysql://h",
+        "",
+    ] {
         assert!(
             matches!(Store::open(bad).await, Err(Error::UnsupportedDatabase(_))),
             "{bad}"
@@ -275,7 +281,10 @@ async fn builds_are_numbered_per_builder_and_need_the_claim_lease() {
 async fn steps_are_written_only_with_the_current_lease() {
     let (_dir, s) = store().await;
     let (req, build) = running_build(&s, "b", 10).await;
-    let step = s.start_step(build, Lease(10), 0, "checkout", t(4)).await.unwrap();
+    let step = s
+        .start_step(build, Lease(10), 0, "checkout", t(4))
+        .await
+        .unwrap();
     assert!(matches!(
         s.start_step(build, Lease(10), 0, "again", t(4)).await,
         Err(Error::StepExists { index: 0, .. })
@@ -313,7 +322,8 @@ async fn steps_are_written_only_with_the_current_lease() {
             Err(Error::StaleLease { .. })
         ));
         assert!(matches!(
-            s.finish_build(build, stale, BuildResult::Failure, t(5)).await,
+            s.finish_build(build, stale, BuildResult::Failure, t(5))
+                .await,
             Err(Error::StaleLease { .. })
         ));
     }
@@ -325,7 +335,9 @@ async fn steps_are_written_only_with_the_current_lease() {
     s.finish_step(build, Lease(10), 0, outcome(BuildResult::Success), t(6))
         .await
         .unwrap();
-    s.start_step(build, Lease(10), 1, "test", t(6)).await.unwrap();
+    s.start_step(build, Lease(10), 1, "test", t(6))
+        .await
+        .unwrap();
     let details = s.get_build(build).await.unwrap().unwrap();
     assert_eq!(details.build.request, req);
     assert_eq!(details.build.worker, "w1");
@@ -351,8 +363,15 @@ async fn steps_are_written_only_with_the_current_lease() {
         Err(Error::StaleLease { .. })
     ));
     assert!(matches!(
-        s.open_log(build, Lease(10), 1, "stdio", LogKind::Stdio, LogOptions::default())
-            .await,
+        s.open_log(
+            build,
+            Lease(10),
+            1,
+            "stdio",
+            LogKind::Stdio,
+            LogOptions::default()
+        )
+        .await,
         Err(Error::StaleLease { .. })
     ));
     let details = s.get_build(build).await.unwrap().unwrap();
@@ -369,7 +388,14 @@ async fn a_log_writer_of_a_finished_build_is_refused() {
     let (_, build) = running_build(&s, "b", 1).await;
     s.start_step(build, Lease(1), 0, "s", t(1)).await.unwrap();
     let mut w = s
-        .open_log(build, Lease(1), 0, "stdio", LogKind::Stdio, LogOptions::default())
+        .open_log(
+            build,
+            Lease(1),
+            0,
+            "stdio",
+            LogKind::Stdio,
+            LogOptions::default(),
+        )
         .await
         .unwrap();
     w.write(Stream::Stdout, b"before\n").await.unwrap();
@@ -402,9 +428,18 @@ async fn a_restart_finishes_interrupted_builds_and_requeues_their_requests() {
         let s = Store::open(&path).await.unwrap();
         (running1, b1) = running_build(&s, "a", 1).await;
         (running2, b2) = running_build(&s, "b", 2).await;
-        s.start_step(b1, Lease(1), 0, "compile", t(4)).await.unwrap();
+        s.start_step(b1, Lease(1), 0, "compile", t(4))
+            .await
+            .unwrap();
         let mut w = s
-            .open_log(b1, Lease(1), 0, "stdio", LogKind::Stdio, LogOptions::default())
+            .open_log(
+                b1,
+                Lease(1),
+                0,
+                "stdio",
+                LogKind::Stdio,
+                LogOptions::default(),
+            )
             .await
             .unwrap();
         w.write(Stream::Stdout, b"half a log\n").await.unwrap();
@@ -431,7 +466,10 @@ async fn a_restart_finishes_interrupted_builds_and_requeues_their_requests() {
         let d = s.get_build(b).await.unwrap().unwrap();
         assert_eq!(d.build.result, Some(BuildResult::Retry));
         assert_eq!(d.build.finished_at, Some(t(100)));
-        assert!(d.steps.iter().all(|st| st.step.result == Some(BuildResult::Retry)));
+        assert!(d
+            .steps
+            .iter()
+            .all(|st| st.step.result == Some(BuildResult::Retry)));
         assert!(d.steps.iter().flat_map(|st| &st.logs).all(|l| l.finished));
     }
     let d = s.get_build(bdone).await.unwrap().unwrap();
@@ -499,9 +537,16 @@ async fn builders_summary_and_build_pages() {
     assert_eq!(all.iter().map(|b| b.id).collect::<Vec<_>>(), [b1, a2, a1]);
     let of_a = s.list_builds(Some("a"), None, 1).await.unwrap();
     assert_eq!(of_a[0].id, a2);
-    let next = s.list_builds(Some("a"), Some(of_a[0].id), 10).await.unwrap();
+    let next = s
+        .list_builds(Some("a"), Some(of_a[0].id), 10)
+        .await
+        .unwrap();
     assert_eq!(next.iter().map(|b| b.id).collect::<Vec<_>>(), [a1]);
-    assert!(s.list_builds(Some("zz"), None, 10).await.unwrap().is_empty());
+    assert!(s
+        .list_builds(Some("zz"), None, 10)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(
         s.running_builds()
             .await
@@ -520,7 +565,8 @@ async fn unreadable_stored_values_are_errors_not_panics() {
     s.start_step(build, Lease(1), 0, "s", t(1)).await.unwrap();
     {
         let conn = rusqlite::Connection::open(dir.path().join("abo.sqlite")).unwrap();
-        conn.execute("UPDATE steps SET result = 'exploded'", []).unwrap();
+        conn.execute("UPDATE steps SET result = 'exploded'", [])
+            .unwrap();
         conn.execute("UPDATE builds SET properties = '{not json'", [])
             .unwrap();
     }

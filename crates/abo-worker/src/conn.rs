@@ -64,7 +64,9 @@ pub enum Exit {
 /// The delay before reconnection attempt `attempt` (0-based): 1 s × 1.5^attempt, at most
 /// 60 s, plus `jitter` (0..1 s), as the stock worker's Twisted `backoffPolicy`.
 pub fn backoff(attempt: u32, jitter: f64) -> Duration {
-    let base = 1.5f64.powi(attempt.min(64) as i32).min(MAX_BACKOFF.as_secs_f64());
+    let base = 1.5f64
+        .powi(attempt.min(64) as i32)
+        .min(MAX_BACKOFF.as_secs_f64());
     Duration::from_secs_f64(base + jitter.clamp(0.0, 1.0))
 }
 

@@ -367,9 +367,9 @@ fn debian_conf(version: &str, cluster: &str) -> (Option<u16>, Option<String>) {
 fn postgres_clusters() -> Vec<Postgres> {
     let mut found: Vec<Postgres> = Vec::new();
     let mut add = |pg: Postgres| {
-        let same = found
-            .iter_mut()
-            .find(|f| f.version == pg.version && (f.port == pg.port || pg.port.is_none() || f.port.is_none()));
+        let same = found.iter_mut().find(|f| {
+            f.version == pg.version && (f.port == pg.port || pg.port.is_none() || f.port.is_none())
+        });
         match same {
             Some(f) => {
                 f.port = f.port.or(pg.port);
@@ -553,9 +553,18 @@ mod tests {
     fn versions() {
         assert_eq!(parse_python_version("Python 3.11.7\n"), Some("3.11".into()));
         assert_eq!(parse_python_version("Python 2.7.18"), Some("2.7".into()));
-        assert_eq!(parse_python_version("Python 3.13.0rc1"), Some("3.13".into()));
-        assert_eq!(parse_python_version("pyenv: python3.12: command not found"), None);
-        assert_eq!(parse_vcs_version("git", "git version 2.39.2\n"), Some("2.39.2".into()));
+        assert_eq!(
+            parse_python_version("Python 3.13.0rc1"),
+            Some("3.13".into())
+        );
+        assert_eq!(
+            parse_python_version("pyenv: python3.12: command not found"),
+            None
+        );
+        assert_eq!(
+            parse_vcs_version("git", "git version 2.39.2\n"),
+            Some("2.39.2".into())
+        );
         assert_eq!(
             parse_vcs_version("git", "git version 2.39.2.windows.1"),
             Some("2.39.2".into())
@@ -564,8 +573,14 @@ mod tests {
             parse_vcs_version("hg", "Mercurial Distributed SCM (version 6.3.2)\n(see https://mercurial-scm.org for more information)"),
             Some("6.3.2".into())
         );
-        assert_eq!(parse_vcs_version("bzr", "Bazaar (bzr) 2.7.0\n"), Some("2.7.0".into()));
-        assert_eq!(parse_vcs_version("brz", "Breezy (brz) 3.3.2\n"), Some("3.3.2".into()));
+        assert_eq!(
+            parse_vcs_version("bzr", "Bazaar (bzr) 2.7.0\n"),
+            Some("2.7.0".into())
+        );
+        assert_eq!(
+            parse_vcs_version("brz", "Breezy (brz) 3.3.2\n"),
+            Some("3.3.2".into())
+        );
         assert_eq!(parse_vcs_version("git", "nonsense"), None);
     }
 
@@ -574,7 +589,14 @@ mod tests {
         for ok in ["python", "python3", "python3.11", "python2.7", "python2"] {
             assert!(is_python_name(ok), "{ok}");
         }
-        for bad in ["python3-config", "python3.11-config", "python3.", "python4", "pythonw", "python3.1.2"] {
+        for bad in [
+            "python3-config",
+            "python3.11-config",
+            "python3.",
+            "python4",
+            "pythonw",
+            "python3.1.2",
+        ] {
             assert!(!is_python_name(bad), "{bad}");
         }
     }

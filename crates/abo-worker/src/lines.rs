@@ -311,7 +311,10 @@ mod tests {
         assert_eq!(split(4096, &[b"x\r\ry\n"]), ["x", "", "y"]);
         // Cursor and clear-screen sequences, backspace runs.
         assert_eq!(
-            split(4096, &[b"a\x1b[ub\x1b[12;3Hc\x1b[1;1fd\x1b[2Je\x08\x08\x08f\n"]),
+            split(
+                4096,
+                &[b"a\x1b[ub\x1b[12;3Hc\x1b[1;1fd\x1b[2Je\x08\x08\x08f\n"]
+            ),
             ["a", "b", "c", "d", "e", "f"]
         );
         // Sequences that do not match stay text.

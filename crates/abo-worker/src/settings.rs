@@ -162,8 +162,9 @@ pub fn create(dir: &Path, new: &NewWorker) -> Result<PathBuf, Error> {
     let path = dir.join(FILE_NAME);
     let basedir = match &new.basedir {
         Some(b) => format!("basedir = {}\n", toml_str(&b.to_string_lossy())),
-        None => "# basedir = \".\"            # where builds run; default: this directory\n"
-            .to_owned(),
+        None => {
+            "# basedir = \".\"            # where builds run; default: this directory\n".to_owned()
+        }
     };
     let text = format!(
         "# abo worker settings: see docs/worker.md. Holds the password: keep it mode 0600.\n\

@@ -212,7 +212,11 @@ async fn shell_env_path_lists_workdir_and_stdin() {
         )))
         .await;
     assert_eq!(run.rc(), Some(-1));
-    assert!(run.stderr().contains("/nonexistent/tool"), "{}", run.describe());
+    assert!(
+        run.stderr().contains("/nonexistent/tool"),
+        "{}",
+        run.describe()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,17 +228,28 @@ async fn timeouts_and_term_then_kill() {
     args.timeout = Some(Seconds(1.0));
     let run = conn.run(shell(args)).await;
     assert!(started.elapsed() < Duration::from_secs(15));
-    assert_eq!(run.failure_reason().as_deref(), Some("timeout_without_output"));
+    assert_eq!(
+        run.failure_reason().as_deref(),
+        Some("timeout_without_output")
+    );
     assert_eq!(run.rc(), Some(-1));
     let header = run.header();
-    assert!(header.contains("command timed out: 1 seconds without output"), "{header}");
+    assert!(
+        header.contains("command timed out: 1 seconds without output"),
+        "{header}"
+    );
     assert!(header.contains("process killed by signal 9"), "{header}");
 
     let mut args = sh(&build, "while :; do echo tick; sleep 0.1; done");
     args.max_time = Some(Seconds(1.0));
     args.timeout = Some(Seconds(20.0));
     let run = conn.run(shell(args)).await;
-    assert_eq!(run.failure_reason().as_deref(), Some("timeout"), "{}", run.describe());
+    assert_eq!(
+        run.failure_reason().as_deref(),
+        Some("timeout"),
+        "{}",
+        run.describe()
+    );
     assert!(run.stdout().starts_with("tick\n"));
     assert_eq!(run.rc(), Some(-1));
 
@@ -272,7 +287,10 @@ async fn interrupt_kills_the_whole_process_group() {
     assert!(!run.has_elapsed());
     assert_eq!(run.stdout(), "started\n");
     let header = run.header();
-    assert!(header.contains("command interrupted, attempting to kill"), "{header}");
+    assert!(
+        header.contains("command interrupted, attempting to kill"),
+        "{header}"
+    );
     assert!(header.contains("process killed by signal 9"), "{header}");
     assert!(wait_gone(sh_pid, Duration::from_secs(10)).await);
     assert!(
@@ -314,7 +332,12 @@ async fn logfiles_are_followed_while_the_command_runs() {
         ),
     ]);
     let run = conn.run(shell(args)).await;
-    assert_eq!(run.log("testlog"), "line1\nline2\nline3\ntail\n", "{}", run.describe());
+    assert_eq!(
+        run.log("testlog"),
+        "line1\nline2\nline3\ntail\n",
+        "{}",
+        run.describe()
+    );
     assert_eq!(run.log("never"), "");
     assert_eq!(run.rc(), Some(0));
 }
@@ -374,7 +397,11 @@ async fn a_100_mb_output_arrives_complete_with_flat_memory() {
     assert_eq!(bytes, 100_000_000);
     assert_eq!(run.rc(), Some(0));
     // Updates are batched near buffer_size (64 KiB), never the whole output.
-    assert!(run.max_update_bytes <= 72 * 1024, "{}", run.max_update_bytes);
+    assert!(
+        run.max_update_bytes <= 72 * 1024,
+        "{}",
+        run.max_update_bytes
+    );
     assert!(run.updates > 1000);
     let peak = worker.peak_rss_kib();
     eprintln!(
@@ -410,7 +437,9 @@ async fn a_1_mb_line_arrives_intact() {
 
 fn binary_content(len: usize) -> Vec<u8> {
     // Every byte value, in an order that is not periodic in small blocks.
-    (0..len).map(|i| ((i * 7919 + i / 251) % 256) as u8).collect()
+    (0..len)
+        .map(|i| ((i * 7919 + i / 251) % 256) as u8)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,7 +479,11 @@ async fn files_go_both_ways_byte_for_byte() {
     let run = conn.run(upload(&src, Some(1000), None)).await;
     assert_eq!(run.rc(), Some(1));
     assert_eq!(run.uploaded, data[..1000]);
-    assert!(run.stderr().contains("Maximum filesize reached"), "{}", run.describe());
+    assert!(
+        run.stderr().contains("Maximum filesize reached"),
+        "{}",
+        run.describe()
+    );
     // Exactly maxsize bytes is not a truncation.
     let run = conn.run(upload(&src, Some(300_000), None)).await;
     assert_eq!(run.rc(), Some(0), "{}", run.describe());
@@ -541,7 +574,13 @@ async fn directories_upload_as_tar_gz_and_bz2() {
         let files = untar(&run.uploaded, compress);
         assert_eq!(
             files.keys().collect::<Vec<_>>(),
-            ["bin.dat", "link", "nested", "nested/deeper", "nested/deeper/a.txt"],
+            [
+                "bin.dat",
+                "link",
+                "nested",
+                "nested/deeper",
+                "nested/deeper/a.txt"
+            ],
             "{compress:?}"
         );
         assert!(files["bin.dat"] == data);
@@ -560,7 +599,11 @@ async fn directories_upload_as_tar_gz_and_bz2() {
     assert_eq!(run.rc(), Some(1));
     assert!(!run.unpacked);
     assert!(run.uploaded.len() <= 4096);
-    assert!(run.stderr().contains("Maximum filesize reached"), "{}", run.describe());
+    assert!(
+        run.stderr().contains("Maximum filesize reached"),
+        "{}",
+        run.describe()
+    );
     // A missing directory.
     let run = conn
         .run(Command::UploadDirectory(UploadDirectoryArgs {
@@ -604,7 +647,11 @@ async fn file_system_commands() {
         })
         .await;
     assert_eq!(run.rc(), Some(2));
-    assert!(run.header().contains("stat: No such file or directory"), "{}", run.describe());
+    assert!(
+        run.header().contains("stat: No such file or directory"),
+        "{}",
+        run.describe()
+    );
 
     let run = conn
         .run(Command::Listdir {
@@ -621,7 +668,10 @@ async fn file_system_commands() {
     found.sort();
     assert_eq!(
         found,
-        [path_str(&build.join("a/x.txt")), path_str(&build.join("a/y.txt"))]
+        [
+            path_str(&build.join("a/x.txt")),
+            path_str(&build.join("a/y.txt"))
+        ]
     );
 
     let run = conn
@@ -648,7 +698,10 @@ async fn file_system_commands() {
         }))
         .await;
     assert_eq!(run.rc(), Some(0), "{}", run.describe());
-    assert_eq!(std::fs::read(build.join("copy/of/a/x.txt")).unwrap(), b"12345");
+    assert_eq!(
+        std::fs::read(build.join("copy/of/a/x.txt")).unwrap(),
+        b"12345"
+    );
 
     // rmdir: inside the base directory only.
     std::fs::set_permissions(build.join("a/b"), std::fs::Permissions::from_mode(0o500)).unwrap();
@@ -673,7 +726,11 @@ async fn file_system_commands() {
     ] {
         let run = conn.run(rmdir(vec![path.clone()])).await;
         assert_eq!(run.rc(), Some(1), "{path}");
-        assert!(run.header().contains("refusing to remove"), "{}", run.describe());
+        assert!(
+            run.header().contains("refusing to remove"),
+            "{}",
+            run.describe()
+        );
     }
     assert!(outside.is_dir() && conn.basedir().is_dir());
 }
@@ -696,7 +753,11 @@ async fn a_dropped_connection_kills_running_commands_and_the_worker_reconnects()
     let sh_pid = read_pid(&build.join("sh.pid")).await;
     conn.drop_hard();
     // TERM is ignored by the shell, so this also checks the KILL after kill-grace.
-    assert!(wait_gone(sh_pid, Duration::from_secs(20)).await, "{}", worker.log());
+    assert!(
+        wait_gone(sh_pid, Duration::from_secs(20)).await,
+        "{}",
+        worker.log()
+    );
     assert!(wait_gone(grandchild, Duration::from_secs(20)).await);
     worker.wait_log("killed the command's process group").await;
     // The worker comes back by itself.
@@ -727,6 +788,19 @@ async fn the_worker_reconnects_after_the_master_restarts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_master_is_noticed_and_the_worker_reconnects() {
+    // keepalive = 1: a ping after 1 s of silence, the connection dropped after 2 s.
+    let (master, worker, conn) = setup_with("keepalive = 1\n").await;
+    let started = Instant::now();
+    // This connection is never read again: pings stay unanswered.
+    let mut conn2 = master.accept().await;
+    assert!(started.elapsed() < Duration::from_secs(20));
+    worker.wait_log("nothing from the master").await;
+    conn2.hello().await;
+    drop(conn);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_reported_clearly() {
     let master = Master::bind().await;
     let worker = Worker::start_with(create(master.port, "wrong-password", ""));
@@ -749,8 +823,11 @@ async fn shutdown_op_and_sigterm_stop_the_worker_cleanly() {
     let build = build_dir(&conn);
     std::fs::create_dir_all(&build).unwrap();
     let mut run = Run::default();
-    conn.start(shell(sh(&build, "sleep 300 & echo $! > gc.pid; wait")), &mut run)
-        .await;
+    conn.start(
+        shell(sh(&build, "sleep 300 & echo $! > gc.pid; wait")),
+        &mut run,
+    )
+    .await;
     let grandchild = read_pid(&build.join("gc.pid")).await;
     worker.signal(nix::sys::signal::Signal::SIGTERM);
     let status = worker.wait(Duration::from_secs(30)).expect("worker exited");
@@ -759,34 +836,57 @@ async fn shutdown_op_and_sigterm_stop_the_worker_cleanly() {
 }
 
 /// The benchmark: 200 MB of output through the worker to the master, against the same
-/// command with its output read directly from a pipe. Run with
-/// `cargo test --release -p abo --test worker -- --ignored --nocapture`.
+/// command with its output read directly from a pipe. The machine is shared (2 cores, other
+/// builds), so each side runs three times, alternating, and the best times are compared.
+/// Run with `cargo test --release -p abo --test worker -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn bench_output_throughput_200mb() {
-    let count = 2_000_000;
+    let count: u64 = 2_000_000;
     let script = big_output_script(count);
-    // Directly: the same command, its stdout read through a pipe and discarded.
-    let started = Instant::now();
-    let direct = std::process::Command::new("sh")
-        .args(["-c", &script])
-        .stdout(std::process::Stdio::piped())
-        .output()
-        .unwrap();
-    let direct_time = started.elapsed();
-    assert_eq!(direct.stdout.len(), 200_000_000);
-    drop(direct);
-
     let (_master, worker, mut conn) = setup().await;
-    let (run, bytes, took) = big_output(&mut conn, count).await;
-    assert_eq!(bytes, 200_000_000);
-    assert_eq!(run.rc(), Some(0));
-    let peak = worker.peak_rss_kib();
+    let build = build_dir(&conn);
+    let mut direct_best = Duration::MAX;
+    let mut worker_best = Duration::MAX;
+    let mut cpu_before = worker.cpu_time();
+    let mut worker_cpu = Duration::MAX;
+    for _ in 0..3 {
+        // Directly: the same command, its stdout read through a pipe and discarded.
+        let started = Instant::now();
+        let direct = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        direct_best = direct_best.min(started.elapsed());
+        assert_eq!(direct.stdout.len(), 200_000_000);
+        drop(direct);
+
+        // Through the worker; the master decodes every frame and counts lines and bytes.
+        let counts = std::sync::Arc::new(std::sync::Mutex::new((0u64, 0u64)));
+        let seen = counts.clone();
+        let mut run = Run {
+            stdout_sink: Some(Box::new(move |text: &str| {
+                let mut c = seen.lock().unwrap();
+                c.0 += text.bytes().filter(|&b| b == b'\n').count() as u64;
+                c.1 += text.len() as u64;
+            })),
+            ..Run::default()
+        };
+        let started = Instant::now();
+        conn.run_into(shell(sh(&build, &script)), &mut run).await;
+        worker_best = worker_best.min(started.elapsed());
+        assert_eq!(run.rc(), Some(0));
+        assert_eq!(*counts.lock().unwrap(), (count, 200_000_000));
+        let cpu = worker.cpu_time();
+        worker_cpu = worker_cpu.min(cpu - cpu_before);
+        cpu_before = cpu;
+    }
+    let overhead = (worker_best.as_secs_f64() / direct_best.as_secs_f64() - 1.0) * 100.0;
     println!(
-        "200 MB: direct {direct_time:.2?}, through the worker {took:.2?} ({:+.1}%), \
-         {} updates, worker CPU {:.2?}, worker peak RSS {peak} KiB",
-        (took.as_secs_f64() / direct_time.as_secs_f64() - 1.0) * 100.0,
-        run.updates,
-        worker.cpu_time(),
+        "200 MB of output, best of 3: direct {direct_best:.2?}, through the worker \
+         {worker_best:.2?} ({overhead:+.1}%, target < +10%); worker CPU {worker_cpu:.2?}, \
+         worker peak RSS {} KiB",
+        worker.peak_rss_kib(),
     );
 }

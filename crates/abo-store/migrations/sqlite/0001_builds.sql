@@ -22,6 +22,8 @@ CREATE TABLE build_requests (
 -- The dispatcher asks for queued requests in submission order; the partial index stays as
 -- small as the queue however long the history grows.
 CREATE INDEX build_requests_queued ON build_requests (id) WHERE state = 'queued';
+-- Queue length per builder (builders page) without walking every request ever made.
+CREATE INDEX build_requests_queued_by_builder ON build_requests (builder) WHERE state = 'queued';
 CREATE INDEX build_requests_claimed ON build_requests (id) WHERE state = 'claimed';
 CREATE INDEX build_requests_by_builder ON build_requests (builder, id);
 CREATE INDEX build_requests_by_merged ON build_requests (merged_into) WHERE merged_into IS NOT NULL;

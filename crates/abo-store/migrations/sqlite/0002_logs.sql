@@ -15,6 +15,8 @@ CREATE TABLE logs (
     finished      INTEGER NOT NULL DEFAULT 0,
     UNIQUE (step, name)
 );
+-- Logs left open by a stopped master, closed at the next start.
+CREATE INDEX logs_unfinished ON logs (id) WHERE finished = FALSE;
 
 CREATE TABLE log_chunks (
     log        INTEGER NOT NULL REFERENCES logs (id) ON DELETE CASCADE,

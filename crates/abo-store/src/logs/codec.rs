@@ -17,7 +17,8 @@ pub(crate) fn compress(raw: &[u8]) -> Result<Vec<u8>> {
 /// Decompresses a chunk that must hold exactly `raw_len` bytes; reads at most one byte
 /// more, so a corrupt length cannot make it allocate without bound.
 pub(crate) fn decompress(data: &[u8], raw_len: u64) -> Result<Vec<u8>> {
-    let cap = usize::try_from(raw_len).map_err(|_| Error::Corrupt(format!("chunk length {raw_len}")))?;
+    let cap =
+        usize::try_from(raw_len).map_err(|_| Error::Corrupt(format!("chunk length {raw_len}")))?;
     let mut out = Vec::with_capacity(cap.min(super::CHUNK_BYTES * 2));
     ZlibDecoder::new(data)
         .take(raw_len.saturating_add(1))

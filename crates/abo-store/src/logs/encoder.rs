@@ -326,7 +326,10 @@ mod tests {
         e.write(Stream::Stdout, b"\n");
         e.finish();
         let out = stored(&mut e);
-        let records: Vec<&[u8]> = out.split(|&b| b == b'\n').filter(|r| !r.is_empty()).collect();
+        let records: Vec<&[u8]> = out
+            .split(|&b| b == b'\n')
+            .filter(|r| !r.is_empty())
+            .collect();
         assert_eq!(records.len(), 3);
         let joined: Vec<u8> = records.iter().flat_map(|r| r[1..].to_vec()).collect();
         assert_eq!(joined, line);

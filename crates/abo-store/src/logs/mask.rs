@@ -106,7 +106,11 @@ impl Masker {
         };
         let mut buf = std::mem::take(&mut self.held);
         buf.extend_from_slice(input);
-        let settled = if last { buf.len() } else { self.settled_len(&buf) };
+        let settled = if last {
+            buf.len()
+        } else {
+            self.settled_len(&buf)
+        };
         // A match starting before `settled` is final: no longer secret can start there
         // (that would make the rest of the buffer a proper prefix of a secret, and
         // `settled` would be at or before it), and none can start earlier.

@@ -114,7 +114,10 @@ fn for_chunks_from(
     let mut rows = stmt.query(params![log, i64_of(seq)?])?;
     while let Some(r) = rows.next()? {
         let raw_len = u64_in(r, 3)?;
-        let raw = decompress(r.get_ref(4)?.as_blob().map_err(rusqlite::Error::from)?, raw_len)?;
+        let raw = decompress(
+            r.get_ref(4)?.as_blob().map_err(rusqlite::Error::from)?,
+            raw_len,
+        )?;
         let chunk = ChunkRow {
             first_byte: u64_in(r, 0)?,
             first_line: u64_in(r, 1)?,

@@ -132,7 +132,7 @@ impl LogWriter {
                     .prepare_cached(
                         "UPDATE logs SET byte_len = ?2, line_count = ?3, chunk_count = ?4,
                              truncated = ?5, dropped_bytes = ?6, finished = ?7
-                         WHERE id = ?1 AND finished = 0",
+                         WHERE id = ?1 AND finished = FALSE",
                     )?
                     .execute(params![
                         id,

@@ -54,10 +54,20 @@ pub(crate) async fn mkdir(paths: Vec<String>, ctx: Ctx) {
     finish(ctx, out, rc, started).await;
 }
 
-fn tool_spec(argv: Vec<String>, ctx: &Ctx, log_environ: Option<bool>, timeout: Option<Seconds>, max_time: Option<Seconds>) -> Spec {
+fn tool_spec(
+    argv: Vec<String>,
+    ctx: &Ctx,
+    log_environ: Option<bool>,
+    timeout: Option<Seconds>,
+    max_time: Option<Seconds>,
+) -> Spec {
     let secs = |s: f64| Duration::try_from_secs_f64(s).ok();
     Spec {
-        display: argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "),
+        display: argv
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" "),
         argv,
         workdir: ctx.shared.basedir.clone(),
         env: EnvChanges::default(),
@@ -89,9 +99,7 @@ pub(crate) async fn rmdir(args: RmdirArgs, mut ctx: Ctx) {
             rc = 1;
             continue;
         }
-        let rm = || {
-            vec!["rm".to_owned(), "-rf".to_owned(), path_arg(&path)]
-        };
+        let rm = || vec!["rm".to_owned(), "-rf".to_owned(), path_arg(&path)];
         let spec = tool_spec(rm(), &ctx, args.log_environ, args.timeout, args.max_time);
         let Ok(mut ended) = process::run(spec, &mut ctx, &mut out).await else {
             return;
@@ -99,7 +107,12 @@ pub(crate) async fn rmdir(args: RmdirArgs, mut ctx: Ctx) {
         if ended.rc != 0 && !ended.interrupted {
             // Read-only directories inside the tree: make them writable and try again, as
             // the stock worker does.
-            let chmod = vec!["chmod".into(), "-Rf".into(), "u+rwx".into(), path_arg(&path)];
+            let chmod = vec![
+                "chmod".into(),
+                "-Rf".into(),
+                "u+rwx".into(),
+                path_arg(&path),
+            ];
             let spec = tool_spec(chmod, &ctx, args.log_environ, args.timeout, args.max_time);
             if process::run(spec, &mut ctx, &mut out).await.is_err() {
                 return;
@@ -195,7 +208,10 @@ fn hidden_ok(pattern: &Path, found: &Path) -> bool {
     let got: Vec<&std::ffi::OsStr> = found.iter().collect();
     let recursive = pat.iter().any(|c| *c == "**");
     if !recursive && pat.len() == got.len() {
-        return pat.iter().zip(&got).all(|(p, g)| !is_hidden(g) || is_hidden(p));
+        return pat
+            .iter()
+            .zip(&got)
+            .all(|(p, g)| !is_hidden(g) || is_hidden(p));
     }
     // With `**` the components do not pair up: below the literal prefix, only the last
     // component may be hidden, and only if the pattern's last component is.
@@ -204,9 +220,10 @@ fn hidden_ok(pattern: &Path, found: &Path) -> bool {
         .take_while(|c| !c.as_encoded_bytes().iter().any(|b| b"*?[".contains(b)))
         .count();
     let last_hidden_ok = pat.last().is_some_and(|c| is_hidden(c));
-    got.iter().enumerate().skip(prefix).all(|(i, g)| {
-        !is_hidden(g) || (i + 1 == got.len() && last_hidden_ok)
-    })
+    got.iter()
+        .enumerate()
+        .skip(prefix)
+        .all(|(i, g)| !is_hidden(g) || (i + 1 == got.len() && last_hidden_ok))
 }
 
 pub(crate) async fn glob(pattern: String, ctx: Ctx) {
@@ -269,7 +286,14 @@ mod tests {
     fn glob_is_like_pythons() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        for f in ["a.txt", "b.log", ".hidden.txt", "sub/c.txt", "sub/deep/d.txt", ".git/x.txt"] {
+        for f in [
+            "a.txt",
+            "b.log",
+            ".hidden.txt",
+            "sub/c.txt",
+            "sub/deep/d.txt",
+            ".git/x.txt",
+        ] {
             let p = d.join(f);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, "").unwrap();

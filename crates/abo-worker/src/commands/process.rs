@@ -36,6 +36,8 @@ const BACKUP_KILL: Duration = Duration::from_secs(5);
 const EOF_AFTER_KILL: Duration = Duration::from_secs(2);
 /// Largest pipe read.
 const READ_SIZE: usize = 64 * 1024;
+/// Requested capacity of the stdout pipe.
+const PIPE_SIZE: i32 = 1 << 20;
 /// Smallest pipe read, even when the output buffer is nearly full.
 const MIN_READ: usize = 4 * 1024;
 
@@ -224,7 +226,13 @@ fn header(spec: &Spec, worker_env: &BTreeMap<String, String>, out: &mut OutputBu
         let names: Vec<String> = spec
             .logfiles
             .iter()
-            .map(|l| format!("{}: {}", py_repr(&l.name), py_repr(&l.path.to_string_lossy())))
+            .map(|l| {
+                format!(
+                    "{}: {}",
+                    py_repr(&l.name),
+                    py_repr(&l.path.to_string_lossy())
+                )
+            })
             .collect();
         h.push_str(&format!(" watching logfiles {{{}}}\n", names.join(", ")));
     }
@@ -247,11 +255,7 @@ fn header(spec: &Spec, worker_env: &BTreeMap<String, String>, out: &mut OutputBu
 
 /// Runs `spec` to its end, writing header, output and kill notices into `out` (flushing as
 /// needed). The caller adds `rc` and what follows it.
-pub(crate) async fn run(
-    spec: Spec,
-    ctx: &mut Ctx,
-    out: &mut OutputBuffer,
-) -> Result<Ended, Lost> {
+pub(crate) async fn run(spec: Spec, ctx: &mut Ctx, out: &mut OutputBuffer) -> Result<Ended, Lost> {
     header(&spec, &ctx.shared.worker_env, out);
     if let Err(e) = std::fs::create_dir_all(&spec.workdir) {
         out.text(
@@ -317,6 +321,11 @@ pub(crate) async fn run(
     }
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
+    // A larger pipe lets a chatty process write on while the worker sends the last batch,
+    // with fewer context switches; best effort (the default 64 KiB works too).
+    if let Some(pipe) = &stdout {
+        let _ = nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+    }
     let mut out_split = LineSplitter::new(ctx.output.max_line);
     let mut err_split = LineSplitter::new(ctx.output.max_line);
     let mut watches: Vec<Watch> = spec

@@ -124,7 +124,11 @@ mod tests {
         let (a, d) = argv(&CommandLine::Shell("echo hi | cat".into()));
         assert_eq!(a, ["/bin/sh", "-c", "echo hi | cat"]);
         assert_eq!(d, "echo hi | cat");
-        let (a, d) = argv(&CommandLine::Argv(vec!["sh".into(), "-c".into(), "echo hi".into()]));
+        let (a, d) = argv(&CommandLine::Argv(vec![
+            "sh".into(),
+            "-c".into(),
+            "echo hi".into(),
+        ]));
         assert_eq!(a, ["sh", "-c", "echo hi"]);
         assert_eq!(d, "sh -c 'echo hi'");
     }

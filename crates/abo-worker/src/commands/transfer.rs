@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use abo_proto::{
-    Compression, DownloadFileArgs, UpdateEntry, UploadDirectoryArgs, UploadFileArgs,
-    WorkerReply, WorkerRequest,
+    Compression, DownloadFileArgs, UpdateEntry, UploadDirectoryArgs, UploadFileArgs, WorkerReply,
+    WorkerRequest,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -97,7 +97,10 @@ pub(crate) async fn upload_file(args: UploadFileArgs, mut ctx: Ctx) {
         }
         Ok(mut file) => {
             if let Ok(m) = file.metadata().await {
-                stamp = Some((m.atime() as f64 + m.atime_nsec() as f64 * 1e-9, m.mtime() as f64 + m.mtime_nsec() as f64 * 1e-9));
+                stamp = Some((
+                    m.atime() as f64 + m.atime_nsec() as f64 * 1e-9,
+                    m.mtime() as f64 + m.mtime_nsec() as f64 * 1e-9,
+                ));
             }
             let mut buf = vec![0u8; block(args.blocksize)];
             loop {
@@ -115,7 +118,10 @@ pub(crate) async fn upload_file(args: UploadFileArgs, mut ctx: Ctx) {
                 let n = match read_full(&mut file, &mut buf[..want]).await {
                     Ok(n) => n,
                     Err(e) => {
-                        stderr(&mut out, &format!("error reading '{}': {e}\n", path.display()));
+                        stderr(
+                            &mut out,
+                            &format!("error reading '{}': {e}\n", path.display()),
+                        );
                         rc = 1;
                         break;
                     }
@@ -126,7 +132,10 @@ pub(crate) async fn upload_file(args: UploadFileArgs, mut ctx: Ctx) {
                 if remaining == Some(0) {
                     stderr(
                         &mut out,
-                        &format!("Maximum filesize reached, truncating file '{}'\n", path.display()),
+                        &format!(
+                            "Maximum filesize reached, truncating file '{}'\n",
+                            path.display()
+                        ),
                     );
                     rc = 1;
                     break;
@@ -207,17 +216,15 @@ impl Blocks {
 
 /// Appends `dir`'s contents with names relative to it (`a.txt`, `sub/`, `sub/b.txt`), as
 /// Python's `tarfile.add(path, '')` does; symlinks are stored as links, not followed.
-fn append_tree(
-    tar: &mut tar::Builder<impl Write>,
-    dir: &Path,
-    rel: &Path,
-) -> std::io::Result<()> {
+fn append_tree(tar: &mut tar::Builder<impl Write>, dir: &Path, rel: &Path) -> std::io::Result<()> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
         .map(|e| e.map(|e| e.path()))
         .collect::<std::io::Result<_>>()?;
     entries.sort();
     for full in entries {
-        let Some(name) = full.file_name() else { continue };
+        let Some(name) = full.file_name() else {
+            continue;
+        };
         let rel = rel.join(name);
         tar.append_path_with_name(&full, &rel)?;
         if std::fs::symlink_metadata(&full)?.is_dir() {
@@ -237,14 +244,16 @@ fn write_tar(dir: &Path, compress: Option<Compression>, blocks: Blocks) -> std::
     }
     let mut blocks = match compress {
         None => build(dir, blocks)?,
-        Some(Compression::Gz) => {
-            build(dir, flate2::write::GzEncoder::new(blocks, flate2::Compression::default()))?
-                .finish()?
-        }
-        Some(Compression::Bz2) => {
-            build(dir, bzip2::write::BzEncoder::new(blocks, bzip2::Compression::default()))?
-                .finish()?
-        }
+        Some(Compression::Gz) => build(
+            dir,
+            flate2::write::GzEncoder::new(blocks, flate2::Compression::default()),
+        )?
+        .finish()?,
+        Some(Compression::Bz2) => build(
+            dir,
+            bzip2::write::BzEncoder::new(blocks, bzip2::Compression::default()),
+        )?
+        .finish()?,
     };
     blocks.send()
 }
@@ -341,7 +350,10 @@ pub(crate) async fn upload_directory(args: UploadDirectoryArgs, mut ctx: Ctx) {
             Ok(Err(e)) => {
                 stderr(
                     &mut out,
-                    &format!("Cannot read directory '{}' for upload: {e}\n", path.display()),
+                    &format!(
+                        "Cannot read directory '{}' for upload: {e}\n",
+                        path.display()
+                    ),
                 );
                 rc = 1;
             }
@@ -411,22 +423,33 @@ pub(crate) async fn download_file(args: DownloadFileArgs, mut ctx: Ctx) {
                 if remaining == Some(0) {
                     stderr(
                         &mut out,
-                        &format!("Maximum filesize reached, truncating file '{}'\n", path.display()),
+                        &format!(
+                            "Maximum filesize reached, truncating file '{}'\n",
+                            path.display()
+                        ),
                     );
                     rc = 1;
                     break;
                 }
                 // Never more than asked for, whatever the master sends.
-                let take = data.len().min(usize::try_from(length).unwrap_or(usize::MAX));
+                let take = data
+                    .len()
+                    .min(usize::try_from(length).unwrap_or(usize::MAX));
                 if let Err(e) = file.write_all(&data[..take]).await {
-                    stderr(&mut out, &format!("error writing '{}': {e}\n", path.display()));
+                    stderr(
+                        &mut out,
+                        &format!("error writing '{}': {e}\n", path.display()),
+                    );
                     rc = 1;
                     break;
                 }
                 remaining = remaining.map(|r| r.saturating_sub(take as u64));
             }
             if let Err(e) = file.flush().await {
-                stderr(&mut out, &format!("error writing '{}': {e}\n", path.display()));
+                stderr(
+                    &mut out,
+                    &format!("error writing '{}': {e}\n", path.display()),
+                );
                 rc = 1;
             }
         }
@@ -455,7 +478,11 @@ mod tests {
         std::os::unix::fs::symlink("a.txt", d.join("link")).unwrap();
         for compress in [None, Some(Compression::Gz), Some(Compression::Bz2)] {
             let (tx, mut rx) = mpsc::channel(1000);
-            let blocks = Blocks { tx, buf: Vec::new(), size: 100 };
+            let blocks = Blocks {
+                tx,
+                buf: Vec::new(),
+                size: 100,
+            };
             write_tar(&d, compress, blocks).unwrap();
             let mut data = Vec::new();
             while let Ok(chunk) = rx.try_recv() {

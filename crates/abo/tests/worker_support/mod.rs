@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use abo_proto::{
     decode, encode, Command, CommandId, LineInfo, MasterEvent, MasterSession, Message, Outcome,
-    Reply, SeqNumber, Sent, StatResult, UpdateEntry, WorkerInfo, WorkerRequest,
+    Reply, Sent, SeqNumber, StatResult, UpdateEntry, WorkerInfo, WorkerRequest,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -83,6 +83,8 @@ impl Master {
             "Basic {}",
             base64_encode(format!("{NAME}:{PASSWORD}").as_bytes())
         );
+        // The callback's signature is tokio-tungstenite's.
+        #[allow(clippy::result_large_err)]
         let check = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
             let auth = req
                 .headers()
@@ -117,7 +119,11 @@ pub fn base64_encode(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -129,6 +135,9 @@ pub fn base64_encode(data: &[u8]) -> String {
     }
     out
 }
+
+/// Receives stdout text instead of [`Run`] keeping it (for outputs of 100 MB and more).
+pub type StdoutSink = Box<dyn FnMut(&str) + Send>;
 
 /// What a command sent, as recorded by [`Conn::run`].
 #[derive(Default)]
@@ -152,7 +161,7 @@ pub struct Run {
     /// Largest number of stdout bytes in one update.
     pub max_update_bytes: usize,
     /// When set, stdout text is given to it instead of being kept.
-    pub stdout_sink: Option<Box<dyn FnMut(&str) + Send>>,
+    pub stdout_sink: Option<StdoutSink>,
 }
 
 impl Run {
@@ -309,7 +318,11 @@ impl Conn {
             other => panic!("unexpected frame {other:?}"),
         };
         let msg = decode(&data).expect("the worker sent a valid frame");
-        match self.session.receive(msg).expect("the worker respects the session") {
+        match self
+            .session
+            .receive(msg)
+            .expect("the worker respects the session")
+        {
             MasterEvent::Answered {
                 seq,
                 request,
@@ -545,7 +558,12 @@ impl Worker {
     /// CPU time (user + system) the worker process has used so far.
     pub fn cpu_time(&self) -> Duration {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
         // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second).
         let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
         Duration::from_millis(ticks * 10)
@@ -578,7 +596,10 @@ impl Worker {
             if log.contains(needle) {
                 return log;
             }
-            assert!(Instant::now() < deadline, "{needle:?} not in the log:\n{log}");
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} not in the log:\n{log}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -599,7 +620,9 @@ pub fn alive(pid: i32) -> bool {
         Err(_) => false,
         // Field 3 is the state; Z = zombie, X = dead.
         Ok(stat) => !matches!(
-            stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()),
+            stat.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next()),
             Some("Z") | Some("X")
         ),
     }

@@ -290,7 +290,7 @@ fn ws_error(e: tungstenite::Error) -> LostReason {
             LostReason::Closed
         }
         tungstenite::Error::Io(io) => LostReason::Io(io.to_string()),
-        tungstenite::Error::Capacity(c) => LostReason::Protocol(format!("frame refused: {c}")),
+        tungstenite::Error::Capacity(c) => LostReason::FrameTooLarge(c.to_string()),
         other => LostReason::Protocol(other.to_string()),
     }
 }
@@ -902,13 +902,14 @@ impl Conn {
             LostReason::Shutdown => {
                 Some(close_frame(CloseCode::Away, "the master is shutting down"))
             }
-            LostReason::Protocol(why) if why.starts_with("frame refused") => {
-                Some(close_frame(CloseCode::Size, why))
-            }
+            LostReason::FrameTooLarge(why) => Some(close_frame(CloseCode::Size, why)),
             LostReason::Protocol(why) => Some(close_frame(CloseCode::Protocol, why)),
         };
         if let Some(frame) = frame {
-            let drain_raw = matches!(reason, LostReason::Protocol(_));
+            let drain_raw = matches!(
+                reason,
+                LostReason::Protocol(_) | LostReason::FrameTooLarge(_)
+            );
             let ws = &mut self.ws;
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, async move {
                 ws.close(Some(frame)).await?;

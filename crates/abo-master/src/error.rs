@@ -89,7 +89,10 @@ pub enum LostReason {
     Silent(Duration),
     /// A new connection authenticated under the same name and took over.
     Replaced,
-    /// The worker broke the protocol (a frame that does not decode, over the size cap, ...).
+    /// The worker sent a frame over `max_frame_bytes` (refused from its header).
+    FrameTooLarge(String),
+    /// The worker broke the protocol (a frame that does not decode, an unanswered setup
+    /// request, ...).
     Protocol(String),
     /// Reading or writing the socket failed.
     Io(String),
@@ -103,6 +106,7 @@ impl fmt::Display for LostReason {
             LostReason::Closed => f.write_str("the worker closed the connection"),
             LostReason::Silent(d) => write!(f, "no sign of life for {:.1} s", d.as_secs_f64()),
             LostReason::Replaced => f.write_str("replaced by a new connection of the same worker"),
+            LostReason::FrameTooLarge(why) => write!(f, "frame refused: {why}"),
             LostReason::Protocol(why) => write!(f, "protocol error: {why}"),
             LostReason::Io(why) => write!(f, "connection error: {why}"),
             LostReason::Shutdown => f.write_str("the master is shutting down"),

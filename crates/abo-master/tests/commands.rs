@@ -127,10 +127,8 @@ async fn shell_argv_string_env_workdir(peer: Peer) {
     // env: ${VAR} is expanded from the worker's environment, lists are joined with ':',
     // nil removes a variable.
     let mut args = script(&work, "echo \"$GREETING|$MYPATH|${HOME:-unset}\"");
-    args.env.insert(
-        "GREETING".into(),
-        set(&format!("hi ${{{}}}", WORKER_VAR.0)),
-    );
+    args.env
+        .insert("GREETING".into(), set(&format!("hi ${{{}}}", WORKER_VAR.0)));
     args.env.insert(
         "MYPATH".into(),
         EnvValue::PathList(vec!["/opt/a".into(), "/opt/b".into()]),
@@ -286,7 +284,10 @@ async fn interrupts(peer: Peer) {
     let r = cmd.result().await;
     let took = interrupted_at.expect("interrupted").elapsed();
     assert!(stdout.contains("got TERM"), "{stdout:?} {r:?}");
-    assert!(took >= Duration::from_millis(900), "KILL came after sigtermTime: {took:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "KILL came after sigtermTime: {took:?}"
+    );
     assert_ne!(r.rc, Some(0), "{r:?}");
 
     // Interrupting a command that has ended is a no-op.

@@ -78,6 +78,9 @@ async fn workers_listing(peer: Peer) {
     assert_eq!(status, 404);
     let err: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(err["error"], "not found");
-    assert!(err["reason"].as_str().unwrap().contains("/api/v1/nothing-here"));
+    assert!(err["reason"]
+        .as_str()
+        .unwrap()
+        .contains("/api/v1/nothing-here"));
     master.shutdown().await;
 }

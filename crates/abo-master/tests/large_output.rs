@@ -42,7 +42,10 @@ async fn hundred_megabytes_with_flat_memory(peer: Peer) {
     // Lines of 999 characters and a newline: 100,000 whole lines.
     let text = format!(
         "yes {} | head -c {TOTAL}",
-        "0123456789abcdefghijklmnopqrstuvwxyz".repeat(28).get(..999).unwrap()
+        "0123456789abcdefghijklmnopqrstuvwxyz"
+            .repeat(28)
+            .get(..999)
+            .unwrap()
     );
     let started = std::time::Instant::now();
     let mut cmd = f

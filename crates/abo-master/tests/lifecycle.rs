@@ -31,6 +31,7 @@ peers!(
     shutdown_ends_the_worker,
     master_shutdown_ends_connections,
     bad_frames_close_only_their_connection,
+    a_slow_consumer_stalls_without_loss,
 );
 
 type RawWs = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
@@ -214,7 +215,9 @@ async fn a_killed_worker_loses_its_command(peer: Peer) {
 /// which came at most one ping interval before the silence began.
 fn assert_within_bound(took: Duration) {
     let t = fast_timing();
-    let earliest = t.lost_after.saturating_sub(t.ping_interval + Duration::from_millis(200));
+    let earliest = t
+        .lost_after
+        .saturating_sub(t.ping_interval + Duration::from_millis(200));
     let latest = t.lost_after + Duration::from_secs(1);
     assert!(
         took >= earliest && took <= latest,
@@ -401,6 +404,29 @@ async fn bad_frames_close_only_their_connection(peer: Peer) {
     );
     assert!(master.registry().connection("raw").is_some());
 
+    // An op the master does not know is answered as the stock worker answers one.
+    let unknown = Message::Unknown {
+        op: "bogus_op".into(),
+        seq: SeqNumber::new(1),
+    };
+    ws.send(WsMessage::Binary(encode(&unknown).into()))
+        .await
+        .unwrap();
+    let answer = loop {
+        let Some(Ok(WsMessage::Binary(bytes))) = within(Duration::from_secs(5), ws.next()).await
+        else {
+            continue;
+        };
+        if let Message::Response(r) = decode(&bytes).unwrap() {
+            break r;
+        }
+    };
+    assert_eq!(answer.seq, SeqNumber::new(1));
+    assert_eq!(
+        answer.outcome,
+        Outcome::Exception("Command bogus_op does not exist.".into())
+    );
+
     // Garbage: the connection is closed with a protocol error.
     ws.send(WsMessage::Binary(vec![0xc1, 0x00, 0xff].into()))
         .await
@@ -410,9 +436,7 @@ async fn bad_frames_close_only_their_connection(peer: Peer) {
     // Over the frame cap: closed with "message too big", before the master reads it.
     let mut ws = raw_connect(addr, Some(("raw", "raw-pass"))).await.unwrap();
     raw_introduce(&mut ws).await;
-    let _ = ws
-        .send(WsMessage::Binary(vec![0x80; 200_000].into()))
-        .await;
+    let _ = ws.send(WsMessage::Binary(vec![0x80; 200_000].into())).await;
     assert_eq!(closed_with(&mut ws).await, Some(CloseCode::Size));
 
     // A peer that connects and never finishes the handshake is dropped too.
@@ -429,5 +453,96 @@ async fn bad_frames_close_only_their_connection(peer: Peer) {
     assert_eq!(still.generation(), 1);
     let out = run(&still, shell(argv(&basedir, &["echo", "fine"]))).await;
     assert_eq!(out.stdout, "fine\n", "{out:?}");
+    master.shutdown().await;
+}
+
+async fn a_slow_consumer_stalls_without_loss(peer: Peer) {
+    let f = fixture(peer).await;
+    // Lines of 49 characters and a newline: 600,000 whole lines.
+    const TOTAL: u64 = 30_000_000;
+    let line = "0123456789".repeat(5);
+    let text = format!("yes {} | head -c {TOTAL}", &line[..49]);
+    let mut cmd = f
+        .conn
+        .run(shell(script(&f.wpath("build"), &text)))
+        .await
+        .unwrap();
+    // Nothing is read for longer than `lost_after`: the command's queue fills, the
+    // connection stops reading the socket, and that is not the worker's silence.
+    tokio::time::sleep(fast_timing().lost_after + Duration::from_secs(2)).await;
+    assert!(!f.conn.is_closed(), "a slow consumer made the worker lost");
+    let mut bytes = 0u64;
+    while let Some(entry) = within(Duration::from_secs(120), cmd.next()).await {
+        if let UpdateEntry::Stdout(l) = entry {
+            bytes += l.text.len() as u64;
+        }
+    }
+    let r = cmd.result().await;
+    assert!(r.is_success(), "{r:?}");
+    assert_eq!(bytes, TOTAL);
+    let conn = f
+        .master
+        .registry()
+        .connection(NAME)
+        .expect("still connected");
+    assert_eq!(conn.generation(), 1);
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_time_out() {
+    let mut config = master_config(&[("raw", "raw-pass")]);
+    config.timing.request_timeout = Duration::from_secs(1);
+    let master = abo_master::start(config).await.unwrap();
+    let addr = master.worker_addr();
+
+    // A peer that never answers get_worker_info is dropped once the request times out.
+    let mut mute = raw_connect(addr, Some(("raw", "raw-pass"))).await.unwrap();
+    let started = Instant::now();
+    assert_eq!(closed_with(&mut mute).await, Some(CloseCode::Protocol));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert!(master.registry().connection("raw").is_none());
+
+    // A ready peer that stops answering: requests fail with a timeout, and a command whose
+    // start is never answered ends as unanswered (and is interrupted).
+    let mut ws = raw_connect(addr, Some(("raw", "raw-pass"))).await.unwrap();
+    raw_introduce(&mut ws).await;
+    let conn = within(Duration::from_secs(5), master.registry().wait_for("raw")).await;
+    let (ops_tx, mut ops) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        // Reading keeps the pongs flowing: the peer is alive, only mute.
+        while let Some(Ok(frame)) = ws.next().await {
+            if let WsMessage::Binary(bytes) = frame {
+                if let Ok(msg) = decode(&bytes) {
+                    let _ = ops_tx.send(msg.op().to_owned());
+                }
+            }
+        }
+    });
+    let err = conn.print("anyone?").await.unwrap_err();
+    assert!(
+        matches!(err, abo_master::Error::Timeout { op: "print", .. }),
+        "{err}"
+    );
+    let cmd = conn.run(shell(argv("/", &["true"]))).await.unwrap();
+    let r = within(Duration::from_secs(10), cmd.result()).await;
+    assert_eq!(r.end, End::Unanswered, "{r:?}");
+    let mut seen = Vec::new();
+    while let Ok(Some(op)) = tokio::time::timeout(Duration::from_secs(2), ops.recv()).await {
+        seen.push(op);
+        if seen.iter().any(|o| o == "interrupt_command") {
+            break;
+        }
+    }
+    assert_eq!(seen, ["print", "start_command", "interrupt_command"]);
+    assert!(
+        !conn.is_closed(),
+        "a mute peer that answers pings stays connected"
+    );
+    reader.abort();
     master.shutdown().await;
 }

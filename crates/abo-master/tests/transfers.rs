@@ -174,9 +174,17 @@ async fn download_file_binary_mode_and_maxsize(peer: Peer) {
     req.blocksize = 100_000;
     let out = collect(f.conn.download_file(req).await.unwrap()).await;
     assert!(out.result.is_success(), "{out:?}");
-    assert_eq!(out.result.transfer.as_ref().unwrap().bytes, blob.len() as u64);
+    assert_eq!(
+        out.result.transfer.as_ref().unwrap().bytes,
+        blob.len() as u64
+    );
     let got = std::fs::read(f.local("downloads/file.bin")).unwrap();
-    assert!(got == blob, "downloaded bytes differ ({} vs {})", got.len(), blob.len());
+    assert!(
+        got == blob,
+        "downloaded bytes differ ({} vs {})",
+        got.len(),
+        blob.len()
+    );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(f.local("downloads/file.bin"))
         .unwrap()

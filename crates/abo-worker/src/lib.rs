@@ -12,7 +12,7 @@
 //! - `commands` (private): one task per remote command. `shell` runs its process as the
 //!   leader of a new process group; output goes through [`lines::LineSplitter`] (newlines,
 //!   long lines) and [`output::OutputBuffer`] (batching, bounded) to the master.
-//! - [`env`] and [`paths`]: how the master's `env` and paths are applied, as pure functions.
+//! - [`mod@env`] and [`paths`]: how the master's `env` and paths are applied, as pure functions.
 //! - [`detect`]: `abo worker detect`, this machine's capability lines for `workers.cfg`.
 //! - [`Error`]: the one error type.
 //!

@@ -160,24 +160,36 @@ pub fn create(dir: &Path, new: &NewWorker) -> Result<PathBuf, Error> {
     check_name(&new.name)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let path = dir.join(FILE_NAME);
+    // Optional keys, commented out with their defaults, comments aligned.
+    let optional = |setting: String, why: &str| format!("{setting:<28}# {why}\n");
     let basedir = match &new.basedir {
         Some(b) => format!("basedir = {}\n", toml_str(&b.to_string_lossy())),
-        None => {
-            "# basedir = \".\"            # where builds run; default: this directory\n".to_owned()
-        }
+        None => optional(
+            "# basedir = \".\"".into(),
+            "where builds run; default: this directory",
+        ),
     };
     let text = format!(
         "# abo worker settings: see docs/worker.md. Holds the password: keep it mode 0600.\n\
          master = {master}\n\
          name = {name}\n\
          password = {password}\n\
-         {basedir}\
-         # keepalive = {DEFAULT_KEEPALIVE_SECS}          # seconds between pings while idle; 0 turns the check off\n\
-         # max-line-bytes = {DEFAULT_MAX_LINE_BYTES}  # longer output lines are cut, never truncated\n\
-         # kill-grace = {DEFAULT_KILL_GRACE_SECS}         # seconds from TERM to KILL when the connection drops\n",
+         {basedir}{keepalive}{max_line}{grace}",
         master = toml_str(&new.master),
         name = toml_str(&new.name),
         password = toml_str(new.password.expose()),
+        keepalive = optional(
+            format!("# keepalive = {DEFAULT_KEEPALIVE_SECS}"),
+            "seconds between pings while idle; 0 turns the check off",
+        ),
+        max_line = optional(
+            format!("# max-line-bytes = {DEFAULT_MAX_LINE_BYTES}"),
+            "longer output lines are cut, never truncated",
+        ),
+        grace = optional(
+            format!("# kill-grace = {DEFAULT_KILL_GRACE_SECS}"),
+            "seconds from TERM to KILL when the connection drops",
+        ),
     );
     let mut file = std::fs::OpenOptions::new()
         .write(true)

@@ -54,7 +54,10 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut text = String::new();
     tcp.read_to_string(&mut text).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    (head.split(' ').nth(1).unwrap().parse().unwrap(), body.to_owned())
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body.to_owned(),
+    )
 }
 
 /// Reads the master's log lines until both addresses were logged.
@@ -150,7 +153,10 @@ fn start_serve_a_worker_and_stop_on_sigterm() {
         if list[0]["connected"] == true {
             break list[0].clone();
         }
-        assert!(Instant::now() < deadline, "the worker never connected: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "the worker never connected: {body}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(worker["version"].is_string(), "{worker}");

@@ -253,6 +253,22 @@ async fn timeouts_and_term_then_kill() {
     assert!(run.stdout().starts_with("tick\n"));
     assert_eq!(run.rc(), Some(-1));
 
+    // A background process holding the pipes after the shell exited: the timeout still
+    // applies, and kills it.
+    let mut args = sh(&build, "sleep 300 & echo $! > bg.pid; echo bg");
+    args.timeout = Some(Seconds(1.0));
+    let started = Instant::now();
+    let run = conn.run(shell(args)).await;
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(run.stdout(), "bg\n");
+    assert_eq!(
+        run.failure_reason().as_deref(),
+        Some("timeout_without_output")
+    );
+    assert_eq!(run.rc(), Some(-1));
+    let bg = read_pid(&build.join("bg.pid")).await;
+    assert!(wait_gone(bg, Duration::from_secs(10)).await);
+
     // sigtermTime: TERM first, and the process may clean up.
     let mut args = sh(
         &build,
@@ -853,14 +869,23 @@ async fn bench_output_throughput_200mb() {
     for _ in 0..3 {
         // Directly: the same command, its stdout read through a pipe and discarded.
         let started = Instant::now();
-        let direct = std::process::Command::new("sh")
+        let mut direct = std::process::Command::new("sh")
             .args(["-c", &script])
             .stdout(std::process::Stdio::piped())
-            .output()
+            .spawn()
             .unwrap();
+        let mut pipe = direct.stdout.take().unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0;
+        loop {
+            match std::io::Read::read(&mut pipe, &mut buf).unwrap() {
+                0 => break,
+                n => total += n,
+            }
+        }
+        assert!(direct.wait().unwrap().success());
         direct_best = direct_best.min(started.elapsed());
-        assert_eq!(direct.stdout.len(), 200_000_000);
-        drop(direct);
+        assert_eq!(total, 200_000_000);
 
         // Through the worker; the master decodes every frame and counts lines and bytes.
         let counts = std::sync::Arc::new(std::sync::Mutex::new((0u64, 0u64)));

@@ -288,8 +288,7 @@ pub async fn connect_worker(
     let wdir = tmp.join(dir);
     peer.create(&wdir, master.worker_addr(), name, password);
     let worker = peer.spawn(&wdir, &tmp.join(format!("{dir}.log")));
-    let conn = match tokio::time::timeout(CONNECT_TIMEOUT, master.registry().wait_for(name)).await
-    {
+    let conn = match tokio::time::timeout(CONNECT_TIMEOUT, master.registry().wait_for(name)).await {
         Ok(c) => c,
         Err(_) => panic!(
             "the {peer:?} worker did not connect within {CONNECT_TIMEOUT:?}; its log:\n{}",
@@ -304,7 +303,11 @@ pub async fn fixture_with(peer: Peer, config: MasterConfig) -> Fixture {
     let tmp = tempfile::tempdir().expect("tempdir");
     let master = abo_master::start(config).await.expect("master starts");
     let (worker, conn) = connect_worker(peer, &master, tmp.path(), "worker", NAME, PASSWORD).await;
-    let basedir = conn.info().basedir.clone().expect("the worker reports its basedir");
+    let basedir = conn
+        .info()
+        .basedir
+        .clone()
+        .expect("the worker reports its basedir");
     Fixture {
         peer,
         master,

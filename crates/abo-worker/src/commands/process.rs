@@ -352,6 +352,7 @@ pub(crate) async fn run(spec: Spec, ctx: &mut Ctx, out: &mut OutputBuffer) -> Re
     let mut exited_at: Option<Instant> = None;
     let mut kill: Option<Kill> = None;
     let mut killed = false;
+    let mut killed_at: Option<Instant> = None;
     let mut interrupted = false;
     let mut lines = 0u64;
     let mut buf_out = vec![0u8; READ_SIZE];
@@ -390,20 +391,18 @@ pub(crate) async fn run(spec: Spec, ctx: &mut Ctx, out: &mut OutputBuffer) -> Re
         if out.is_full() {
             ctx.flush(out).await?;
         }
+        // Until the pipes close, not only until the process exits: a background process
+        // holding them keeps the command alive, and the timeouts must still catch it.
         let timeout_at = match (spec.timeout, killed) {
-            (Some(t), false) if status.is_none() => Some(last_output + t),
+            (Some(t), false) => Some(last_output + t),
             _ => None,
         };
-        let max_at = if killed || status.is_some() {
-            None
-        } else {
-            max_deadline
-        };
+        let max_at = if killed { None } else { max_deadline };
         // Once killed and exited, give stragglers holding the pipes a short while only.
         // Read no more than fits, so one update stays near buffer_size.
         let want = out.room().clamp(MIN_READ, READ_SIZE);
-        let eof_at = match (killed, exited_at) {
-            (true, Some(t)) => Some(t + EOF_AFTER_KILL),
+        let eof_at = match (killed_at, exited_at) {
+            (Some(k), Some(e)) => Some(k.max(e) + EOF_AFTER_KILL),
             _ => None,
         };
         tokio::select! {
@@ -422,9 +421,10 @@ pub(crate) async fn run(spec: Spec, ctx: &mut Ctx, out: &mut OutputBuffer) -> Re
                 tracing::info!(command = %ctx.id, "connection lost: killed the command's process group");
                 return Err(Lost);
             }
-            _ = interrupt.cancelled(), if !interrupted && status.is_none() => {
+            _ = interrupt.cancelled(), if !interrupted => {
                 interrupted = true;
                 killed = true;
+                killed_at = Some(Instant::now());
                 ctx.flush(out).await?;
                 out.text(&Stream::Header, "\ncommand interrupted, attempting to kill\n", unix_now());
                 kill = Some(begin_kill(spec.sigterm_time, spec.interrupt_signal));
@@ -481,6 +481,7 @@ pub(crate) async fn run(spec: Spec, ctx: &mut Ctx, out: &mut OutputBuffer) -> Re
                     "command timed out: {} seconds without output running {}, attempting to kill\n",
                     secs(t), spec.display), unix_now());
                 killed = true;
+                killed_at = Some(Instant::now());
                 kill = Some(begin_kill(spec.sigterm_time, spec.interrupt_signal));
             }
             _ = sleep_until_opt(max_at) => {
@@ -490,6 +491,7 @@ pub(crate) async fn run(spec: Spec, ctx: &mut Ctx, out: &mut OutputBuffer) -> Re
                     "command timed out: {} seconds elapsed running {}, attempting to kill\n",
                     secs(t), spec.display), unix_now());
                 killed = true;
+                killed_at = Some(Instant::now());
                 kill = Some(begin_kill(spec.sigterm_time, spec.interrupt_signal));
             }
             _ = sleep_until_opt(kill.filter(|_| status.is_none()).map(|k| k.at)) => {
@@ -521,7 +523,7 @@ pub(crate) async fn run(spec: Spec, ctx: &mut Ctx, out: &mut OutputBuffer) -> Re
             }
         }
         if let (Some(limit), false) = (spec.max_lines, killed) {
-            if lines > limit && status.is_none() {
+            if lines > limit {
                 out.entry(UpdateEntry::FailureReason(FailureReason::MaxLinesFailure));
                 out.text(
                     &Stream::Header,
@@ -529,6 +531,7 @@ pub(crate) async fn run(spec: Spec, ctx: &mut Ctx, out: &mut OutputBuffer) -> Re
                     unix_now(),
                 );
                 killed = true;
+                killed_at = Some(Instant::now());
                 kill = Some(begin_kill(spec.sigterm_time, spec.interrupt_signal));
             }
         }
@@ -555,6 +558,9 @@ pub(crate) async fn run(spec: Spec, ctx: &mut Ctx, out: &mut OutputBuffer) -> Re
         }
         (None, None) => -1,
     };
+    // A command stopped by a timeout or an interrupt never reports success, even when its
+    // leader had already exited 0 (a background process held the pipes).
+    let rc = if killed && rc == 0 { -1 } else { rc };
     Ok(Ended { rc, interrupted })
 }
 

@@ -88,7 +88,10 @@ fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread: a worker's work is moving bytes between a few pipes and one socket, and
+    // handing every batch between threads cost more CPU than it saved (benchmark in
+    // tests/worker.rs). Blocking work (tar, glob, file reads) goes to tokio's blocking pool.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(abo_worker::Error::Runtime)?;

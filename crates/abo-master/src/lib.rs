@@ -25,7 +25,7 @@
 //!   unknown worker or a wrong password gets `401` and a log line naming the worker and the
 //!   peer, never the password.
 //! - **Duplicates**: a newly authenticated connection replaces the registered one, whose
-//!   commands end as lost (see [`registry`](WorkerRegistry) for why).
+//!   commands end as lost (see [`WorkerRegistry`] for why).
 //! - **Liveness**: a WebSocket ping every `ping_interval` (15 s); a worker that sends nothing
 //!   for `lost_after` (45 s) is lost.
 //! - **Frames** over `max_frame_bytes` are refused by the WebSocket layer from their header,

@@ -3,14 +3,7 @@
 //!
 //! Connections are numbered per worker (generations). Only the current generation may
 //! publish or withdraw itself, so an old connection that is still winding down can never undo
-//! what its replacement registered.
-//!
-//! **Duplicate connections.** When a worker authenticates while a connection under its name
-//! is still registered, the new connection wins: the old one is closed at once and its running
-//! commands end as lost ([`crate::LostReason::Replaced`]). Knowing the password is the proof
-//! of identity, and a half-open old connection (a worker whose machine rebooted, a cut
-//! network) would otherwise lock the worker out until liveness notices it. Two live processes
-//! sharing a name therefore take turns every couple of seconds; each replacement is logged.
+//! what its replacement registered. [`WorkerRegistry`] states the duplicate-connection rule.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -155,6 +148,14 @@ pub(crate) struct Attached {
 
 /// The configured workers and their live connections. Shared (`Arc`) by the accept loop,
 /// every connection task, the HTTP API and the build runner.
+///
+/// **Duplicate connections.** When a worker authenticates while a connection under its name
+/// is still registered, the new connection wins: the old one is closed at once and its
+/// running commands end as lost ([`LostReason::Replaced`]). Knowing the password is the
+/// proof of identity, and a half-open old connection (a worker whose machine rebooted, a cut
+/// network) would otherwise lock the worker out until liveness notices it. Two live
+/// processes sharing a name therefore take turns every couple of seconds; each replacement
+/// is logged.
 pub struct WorkerRegistry {
     slots: Mutex<BTreeMap<String, Slot>>,
     /// Names in the workers file's order, for listings.

@@ -57,6 +57,17 @@ pub struct MasterSettings {
     /// (`doc.upload-root`, `packaging.root-dir`) are accepted.
     #[serde(default)]
     pub allowed_upload_roots: Vec<String>,
+    /// Where uploads land and what `/artifacts/` serves (relative to the master directory);
+    /// default `artifacts`.
+    #[serde(default)]
+    pub artifacts_dir: Option<String>,
+    /// Stored bytes per step log after which the log is truncated with a marker.
+    #[serde(default = "default_log_cap_bytes")]
+    pub log_cap_bytes: u64,
+    /// Values masked as `***` in every log, property and API answer (tokens, passwords
+    /// that builds use). Worker passwords are masked without being listed here.
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 fn default_manifests() -> Vec<String> {
@@ -80,6 +91,12 @@ fn default_worker_ping_interval() -> f64 {
 fn default_worker_lost_after() -> f64 {
     45.0
 }
+fn default_log_cap_bytes() -> u64 {
+    100_000_000
+}
+
+/// The smallest log cap accepted: the truncation marker and a useful head must fit.
+const MIN_LOG_CAP_BYTES: u64 = 1024;
 
 /// The smallest frame cap accepted: the stock worker's `update`s reach about 64 KiB.
 const MIN_FRAME_BYTES: usize = 64 * 1024;
@@ -252,6 +269,24 @@ fn check_worker_port_settings(
             "use at least {MIN_FRAME_BYTES} (the default is 16777216)"
         )));
     }
+    if s.log_cap_bytes < MIN_LOG_CAP_BYTES {
+        return Err(Diagnostic::new(
+            file,
+            line_of(text, "log-cap-bytes"),
+            format!("log-cap-bytes = {} is too small", s.log_cap_bytes),
+        )
+        .with_help(format!(
+            "use at least {MIN_LOG_CAP_BYTES} (the default is 100000000, 100 MB)"
+        )));
+    }
+    if let Some(i) = s.secrets.iter().position(|v| v.is_empty()) {
+        return Err(Diagnostic::new(
+            file,
+            line_of(text, "secrets"),
+            format!("secrets[{i}] is empty: an empty secret would mask nothing"),
+        )
+        .with_help("remove the empty string from `secrets`"));
+    }
     let positive = |v: f64| v.is_finite() && v > 0.0;
     if !positive(s.worker_ping_interval) {
         return Err(Diagnostic::new(
@@ -290,6 +325,9 @@ mod tests {
         assert_eq!(s.max_frame_bytes, 16 * 1024 * 1024);
         assert_eq!(s.worker_ping_interval, 15.0);
         assert_eq!(s.worker_lost_after, 45.0);
+        assert_eq!(s.log_cap_bytes, 100_000_000);
+        assert_eq!(s.artifacts_dir, None);
+        assert!(s.secrets.is_empty());
     }
 
     #[test]
@@ -305,6 +343,8 @@ mod tests {
             ("\nworker-ping-interval = 0\n", 2),
             ("worker-ping-interval = 20\n\nworker-lost-after = 20\n", 3),
             ("worker-lost-after = -1\n", 1),
+            ("\nlog-cap-bytes = 10\n", 2),
+            ("secrets = [\"a\", \"\"]\n", 1),
         ];
         for (text, line) in cases {
             let d = read_settings("master.toml", text).unwrap_err();

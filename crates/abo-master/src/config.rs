@@ -3,8 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use abo_plan::Plan;
 use abo_proto::{Limits, WorkerSettings};
 
 /// How often the master pings a connected worker: the stock worker never sends anything on
@@ -97,6 +100,43 @@ pub struct MasterConfig {
     /// Sent with `set_worker_settings` right after `get_worker_info` on every connection;
     /// `None` leaves the worker's own defaults.
     pub connect_settings: Option<WorkerSettings>,
+    /// Running builds: the plan, the store and where artifacts go. `None` runs only the
+    /// worker port and `GET /api/v1/workers` (what the connection tests need).
+    pub builds: Option<BuildSetup>,
+}
+
+/// What the build runner needs: the plan to run, where to persist, where uploads land.
+#[derive(Clone)]
+pub struct BuildSetup {
+    /// The plan (builders, their steps and workers).
+    pub plan: Arc<Plan>,
+    /// The master directory: relative `download` sources are read from it.
+    pub master_dir: PathBuf,
+    /// The database (`Store::open`'s argument: a file, a directory, an `sqlite:` URL).
+    pub database: String,
+    /// Where uploads land and what `/artifacts/` serves (created if missing).
+    pub artifacts_dir: PathBuf,
+    /// Absolute directories where absolute upload destinations are accepted.
+    pub allowed_upload_roots: Vec<PathBuf>,
+    /// Stored bytes per log before it is truncated with a marker.
+    pub log_cap_bytes: u64,
+    /// Values masked in every log, property and API answer (master.toml's `secrets`).
+    /// Worker passwords are added by [`crate::start`].
+    pub secrets: Vec<String>,
+}
+
+impl fmt::Debug for BuildSetup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BuildSetup")
+            .field("builders", &self.plan.builders.len())
+            .field("master_dir", &self.master_dir)
+            .field("database", &self.database)
+            .field("artifacts_dir", &self.artifacts_dir)
+            .field("allowed_upload_roots", &self.allowed_upload_roots)
+            .field("log_cap_bytes", &self.log_cap_bytes)
+            .field("secrets", &format_args!("<{} hidden>", self.secrets.len()))
+            .finish()
+    }
 }
 
 impl MasterConfig {
@@ -112,6 +152,7 @@ impl MasterConfig {
                 max_line_length: DEFAULT_MAX_LINE_LENGTH,
                 ..WorkerSettings::default()
             }),
+            builds: None,
         }
     }
 

@@ -70,6 +70,12 @@ pub enum Error {
         /// The directory it must stay in.
         root: PathBuf,
     },
+    /// The build store could not be opened or prepared at start.
+    #[error("the build store: {0}")]
+    Store(#[from] abo_store::Error),
+    /// The build runner could not be prepared (artifacts directory, ...).
+    #[error("{0}")]
+    Setup(String),
     /// `run` was given a transfer command: those need a master-side file, so use
     /// `upload_file`, `upload_directory` or `download_file`.
     #[error("{kind} needs a master-side file: use the WorkerConnection method of that name")]

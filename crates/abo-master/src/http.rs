@@ -74,10 +74,18 @@ async fn not_found(method: Method, uri: Uri) -> Response {
     (StatusCode::NOT_FOUND, Json(body)).into_response()
 }
 
-/// The API's routes over this registry.
+/// The API's routes over this registry (the workers endpoint only).
 pub fn router(registry: Arc<WorkerRegistry>) -> Router {
-    Router::new()
+    full_router(registry, None)
+}
+
+/// The workers endpoint, and the builds API when the master runs builds.
+pub(crate) fn full_router(registry: Arc<WorkerRegistry>, builds: Option<crate::api::Api>) -> Router {
+    let mut app = Router::new()
         .route("/api/v1/workers", get(workers))
-        .fallback(not_found)
-        .with_state(registry)
+        .with_state(registry);
+    if let Some(api) = builds {
+        app = app.merge(crate::api::routes(api));
+    }
+    app.fallback(not_found)
 }

@@ -63,17 +63,20 @@
 
 #![warn(missing_docs)]
 
+mod api;
 mod config;
 mod connection;
 mod error;
 pub mod handle;
 mod http;
 mod registry;
+mod runner;
 mod server;
 mod transfer;
 
+pub use api::{verify_password, AUTH_CACHE_FOR};
 pub use config::{
-    Capability, MasterConfig, Timing, WorkerAccount, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_LOST_AFTER,
+    BuildSetup, Capability, MasterConfig, Timing, WorkerAccount, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_LOST_AFTER,
     DEFAULT_MAX_LINE_LENGTH, DEFAULT_PING_INTERVAL, DEFAULT_REQUEST_TIMEOUT,
 };
 pub use error::{Error, LostReason};

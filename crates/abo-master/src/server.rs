@@ -69,6 +69,15 @@ async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), Error> {
 /// Binds the listeners and starts serving. Returns once both ports are bound.
 pub async fn start(config: MasterConfig) -> Result<RunningMaster, Error> {
     let registry = Arc::new(WorkerRegistry::new(&config.workers));
+    // The store is ready (interrupted builds marked, the queue read) before any port is
+    // bound: nothing is accepted that could not be recorded.
+    let prepared = match &config.builds {
+        Some(setup) => {
+            let passwords: Vec<String> = config.workers.iter().map(|w| w.password.clone()).collect();
+            Some(crate::runner::prepare(setup, &passwords).await?)
+        }
+        None => None,
+    };
     let (worker_listener, worker_addr) = bind(&config.worker_listen).await?;
     let http = match &config.http_listen {
         Some(addr) => Some(bind(addr).await?),
@@ -76,11 +85,25 @@ pub async fn start(config: MasterConfig) -> Result<RunningMaster, Error> {
     };
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let api = prepared.map(|prepared| {
+        let shared = prepared.shared.clone();
+        // Subscribed before the accept loop runs, so no connection is missed.
+        let events = registry.subscribe();
+        let (runner, handle) = crate::runner::Runner::new(
+            prepared,
+            registry.clone(),
+            events,
+            shutdown.clone(),
+            tracker.clone(),
+        );
+        tracker.spawn(runner.run());
+        crate::api::Api::new(shared, handle)
+    });
     tracing::info!("listening for workers on {worker_addr}");
     let http_addr = http.as_ref().map(|(_, a)| *a);
     if let Some((listener, addr)) = http {
         tracing::info!("serving the API on http://{addr}");
-        let app = crate::http::router(registry.clone());
+        let app = crate::http::full_router(registry.clone(), api);
         let stop = shutdown.clone();
         tracker.spawn(async move {
             let served = axum::serve(listener, app)

@@ -537,6 +537,18 @@ impl Store {
         .await
     }
 
+    /// The builds made for a request (also those of requests merged into it ride on the
+    /// main request's builds), oldest first.
+    pub async fn builds_of_request(&self, request: RequestId) -> Result<Vec<BuildId>> {
+        self.read(move |tx| {
+            Ok(tx
+                .prepare_cached("SELECT id FROM builds WHERE request = ?1 ORDER BY id")?
+                .query_map([request], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
     /// Builds not finished yet, oldest first.
     pub async fn running_builds(&self) -> Result<Vec<Build>> {
         self.read(|tx| {

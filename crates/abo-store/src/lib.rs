@@ -60,8 +60,8 @@ pub use builds::{
 pub use changes::{Change, NewChange, SchedulerTimer};
 pub use error::{Error, Result};
 pub use logs::{
-    LinesPage, LogInfo, LogLine, LogOptions, LogPiece, LogReader, LogWriter, Masker, CHUNK_BYTES,
-    DEFAULT_LOG_CAP_BYTES, MASK, MAX_LINE_BYTES, MAX_READ_BYTES,
+    text_len, LinesPage, LogInfo, LogLine, LogOptions, LogPiece, LogReader, LogWriter, Masker,
+    TextPage, CHUNK_BYTES, DEFAULT_LOG_CAP_BYTES, MASK, MAX_LINE_BYTES, MAX_READ_BYTES,
 };
 pub use requests::{BuildRequest, NewRequest};
 pub use types::{

@@ -608,3 +608,49 @@ proptest! {
         });
     }
 }
+
+/// A stdio log read as text: stream letters gone, streams interleaved by line, and any
+/// (offset, length) window equal to the same window of the whole text, across chunks and
+/// long-line records.
+#[tokio::test]
+async fn a_stdio_log_reads_as_text_at_any_offset() {
+    let (_dir, s) = store().await;
+    let build = build_with_step(&s).await;
+    let mut w = open(&s, build, "stdio", LogKind::Stdio, LogOptions::default()).await;
+    let mut expected = Vec::new();
+    for i in 0..4000 {
+        let line = format!("line {i:05} {}\n", "y".repeat(i % 70));
+        let stream = if i % 3 == 0 { Stream::Stderr } else { Stream::Stdout };
+        w.write(stream, line.as_bytes()).await.unwrap();
+        expected.extend_from_slice(line.as_bytes());
+    }
+    // One line longer than a record: stored as several records, read back whole (each
+    // record ends with a newline).
+    let long = vec![b'L'; MAX_LINE_BYTES * 2 + 10];
+    w.write(Stream::Stdout, &long).await.unwrap();
+    w.write(Stream::Stdout, b"\n").await.unwrap();
+    let info = w.finish().await.unwrap();
+    let r = s.log_reader(info.id).await.unwrap();
+    let whole = r.read_text(0, MAX_READ_BYTES).await.unwrap();
+    assert!(whole.finished);
+    assert_eq!(whole.size, abo_store::text_len(&info));
+    assert_eq!(whole.data.len() as u64, whole.size);
+    assert!(whole.data.starts_with(&expected), "text starts with the lines");
+    let tail = &whole.data[expected.len()..];
+    assert_eq!(tail.iter().filter(|&&b| b == b'L').count(), long.len());
+    let cb = CHUNK_BYTES as u64;
+    for (off, len) in [
+        (0, 1),
+        (1, 10),
+        (cb - 7, 20),
+        (cb * 2 + 3, CHUNK_BYTES + 11),
+        (whole.size - 5, 100),
+        (whole.size, 10),
+        (whole.size + 3, 10),
+    ] {
+        let start = (off as usize).min(whole.data.len());
+        let end = (start + len).min(whole.data.len());
+        let page = r.read_text(off, len).await.unwrap();
+        assert_eq!(page.data, &whole.data[start..end], "{off}+{len}");
+    }
+}

@@ -1,6 +1,7 @@
 //! `abo`: the one command-line program — configuration checks, log analysis, and (as the
 //! project grows) the master and the worker.
 
+mod client;
 mod cmd;
 mod load;
 
@@ -33,6 +34,14 @@ enum Command {
     /// Create, run or inspect a worker
     #[command(subcommand)]
     Worker(cmd::worker::Command),
+    /// Try abo on this machine: a demo master, a local worker, a PostgreSQL cluster, builds
+    Demo(cmd::demo::Args),
+    /// Ask the master for builds of a builder, or of every builder of a buildout
+    Force(cmd::force::Args),
+    /// List the latest builds, newest first
+    Builds(cmd::builds::Args),
+    /// Show a build's steps, or the logs of one of its steps
+    Log(cmd::log::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +52,10 @@ fn main() -> ExitCode {
         Command::AnalyzeLog(args) => cmd::analyze::run(args),
         Command::Start(args) => cmd::start::run(args),
         Command::Worker(command) => cmd::worker::run(command),
+        Command::Demo(args) => cmd::demo::run(args),
+        Command::Force(args) => cmd::force::run(args),
+        Command::Builds(args) => cmd::builds::run(args),
+        Command::Log(args) => cmd::log::run(args),
     };
     match result {
         Ok(code) => code,

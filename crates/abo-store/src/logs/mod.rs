@@ -8,7 +8,7 @@ mod reader;
 mod writer;
 
 pub use mask::{Masker, MASK};
-pub use reader::{LinesPage, LogLine, LogPiece, LogReader};
+pub use reader::{text_len, LinesPage, LogLine, LogPiece, LogReader, TextPage};
 pub use writer::LogWriter;
 
 use crate::builds::{check_lease, step_id};

@@ -251,6 +251,99 @@ fn read_lines(tx: &Transaction<'_>, log: LogId, first: u64, max_lines: usize) ->
     Ok(page)
 }
 
+/// A page of a log as text: a stdio log without its stream letters (stdout, stderr and
+/// header lines interleaved as stored), a text log as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextPage {
+    /// The text bytes from the offset asked for.
+    pub data: Vec<u8>,
+    /// Length of the whole log as text so far (what offsets count in).
+    pub size: u64,
+    /// The log was finished when read.
+    pub finished: bool,
+}
+
+/// The length of a log as text: a stdio log's stored bytes minus one stream letter per
+/// stored record (every record, the last unterminated one included, starts with one).
+pub fn text_len(info: &LogInfo) -> u64 {
+    match info.kind {
+        LogKind::Stdio => info.byte_len.saturating_sub(info.line_count),
+        LogKind::Text => info.byte_len,
+    }
+}
+
+fn read_text(tx: &Transaction<'_>, log: LogId, offset: u64, len: usize) -> Result<TextPage> {
+    let info = get_log(tx, log)?;
+    let size = text_len(&info);
+    let finished = info.finished;
+    if info.kind == LogKind::Text {
+        let data = read_range(tx, log, offset, len)?;
+        return Ok(TextPage {
+            data,
+            size,
+            finished,
+        });
+    }
+    let len = len.min(MAX_READ_BYTES);
+    let mut out = Vec::with_capacity(len.min(super::CHUNK_BYTES));
+    if len == 0 || offset >= size {
+        return Ok(TextPage {
+            data: out,
+            size,
+            finished,
+        });
+    }
+    // A chunk starts at text offset `first_byte - first_line`: every line begun before it
+    // has had its one-byte stream letter removed. That offset grows with `seq`.
+    let start: Option<u64> = tx
+        .prepare_cached(
+            "SELECT seq FROM log_chunks WHERE log = ?1 AND first_byte - first_line <= ?2
+             ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row(params![log, i64_of(offset)?], |r| u64_in(r, 0))
+        .optional()?;
+    let Some(start) = start else {
+        return Ok(TextPage {
+            data: out,
+            size,
+            finished,
+        });
+    };
+    for_chunks_from(tx, log, start, |c| {
+        let mut pos = c.first_byte.saturating_sub(c.first_line);
+        let mut at_line_start = !c.cont;
+        let mut rest: &[u8] = &c.raw;
+        while !rest.is_empty() && out.len() < len {
+            if at_line_start {
+                rest = &rest[1..]; // the stream letter
+                at_line_start = false;
+                continue;
+            }
+            // Up to and including the end of this record.
+            let seg_len = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |i| i + 1);
+            let (seg, tail) = rest.split_at(seg_len);
+            let seg_end = pos + seg_len as u64;
+            if seg_end > offset {
+                let from = offset.saturating_sub(pos) as usize;
+                let take = (seg_len - from).min(len - out.len());
+                out.extend_from_slice(&seg[from..from + take]);
+            }
+            pos = seg_end;
+            at_line_start = seg.last() == Some(&b'\n');
+            rest = tail;
+        }
+        out.len() < len
+    })?;
+    Ok(TextPage {
+        data: out,
+        size,
+        finished,
+    })
+}
+
 /// Moves a stdio line's stream letter into `stream`.
 fn split_prefix(line: &mut LogLine) {
     if let Some(stream) = line.text.first().copied().and_then(Stream::from_prefix) {
@@ -280,6 +373,16 @@ impl LogReader {
         let log = self.log;
         self.store
             .read(move |tx| read_range(tx, log, offset, len))
+            .await
+    }
+
+    /// The log as text (see [`TextPage`]) from text offset `offset`, at most `len` bytes
+    /// (and at most [`MAX_READ_BYTES`]), with the text size and state read in the same
+    /// snapshot.
+    pub async fn read_text(&self, offset: u64, len: usize) -> Result<TextPage> {
+        let log = self.log;
+        self.store
+            .read(move |tx| read_text(tx, log, offset, len))
             .await
     }
 

@@ -1,7 +1,11 @@
 //! One module per subcommand.
 
 pub mod analyze;
+pub mod builds;
 pub mod check;
+pub mod demo;
+pub mod force;
 pub mod init;
+pub mod log;
 pub mod start;
 pub mod worker;

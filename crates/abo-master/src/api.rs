@@ -33,12 +33,15 @@ pub const AUTH_CACHE_FOR: Duration = Duration::from_secs(60);
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 1000;
 
+/// Verified (user, SHA-256 of the password) pairs and when they were verified.
+type AuthCache = Arc<Mutex<HashMap<(String, [u8; 32]), Instant>>>;
+
 /// The state of the builds API.
 #[derive(Clone)]
 pub(crate) struct Api {
     pub shared: Arc<Shared>,
     pub runner: RunnerHandle,
-    auth_cache: Arc<Mutex<HashMap<(String, [u8; 32]), Instant>>>,
+    auth_cache: AuthCache,
 }
 
 impl Api {
@@ -135,6 +138,7 @@ fn build_json(b: &abo_store::Build) -> Value {
         "result": b.result.map(|r| r.as_str()),
         "started_at": time(b.started_at.0),
         "finished_at": b.finished_at.map(|t| time(t.0)),
+        "description": b.state_string,
     })
 }
 

@@ -132,17 +132,20 @@ impl Drop for GroupGuard {
     }
 }
 
-/// Reads `reader` to its end, failing past `max` bytes.
-async fn read_capped<R: AsyncRead + Unpin>(mut reader: R, max: usize) -> std::io::Result<Vec<u8>> {
+/// Reads `reader` to its end; `None` past `max` bytes.
+async fn read_capped<R: AsyncRead + Unpin>(
+    mut reader: R,
+    max: usize,
+) -> std::io::Result<Option<Vec<u8>>> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = reader.read(&mut buf).await?;
         if n == 0 {
-            return Ok(out);
+            return Ok(Some(out));
         }
         if out.len() + n > max {
-            return Err(std::io::Error::other("too much output"));
+            return Ok(None);
         }
         out.extend_from_slice(&buf[..n]);
     }
@@ -198,21 +201,27 @@ pub(crate) async fn run(inv: &Invocation, limits: Limits) -> Result<Output> {
             source: std::io::Error::other("no pipes to the child"),
         });
     };
-    let too_large = || VcsError::OutputTooLarge {
-        command: inv.label.clone(),
-        limit: limits.max_stdout,
+    let io_error = |source| VcsError::Spawn {
+        program: inv.program.display().to_string(),
+        source,
     };
+    let read_out = async {
+        read_capped(stdout, limits.max_stdout)
+            .await
+            .map_err(io_error)?
+            .ok_or_else(|| VcsError::OutputTooLarge {
+                command: inv.label.clone(),
+                limit: limits.max_stdout,
+            })
+    };
+    // Standard error only explains failures: a read error loses the explanation, not the
+    // result.
+    let read_err = async { Ok(read_tail(stderr, STDERR_KEEP).await.unwrap_or_default()) };
     let work = async {
-        let (out, err) = tokio::join!(
-            read_capped(stdout, limits.max_stdout),
-            read_tail(stderr, STDERR_KEEP)
-        );
-        let out = out.map_err(|_| too_large())?;
-        let err = err.unwrap_or_default();
-        let status = child.wait().await.map_err(|source| VcsError::Spawn {
-            program: inv.program.display().to_string(),
-            source,
-        })?;
+        // `try_join`: too much output stops the reading at once, without waiting for the
+        // command to close its standard error.
+        let (out, err) = tokio::try_join!(read_out, read_err)?;
+        let status = child.wait().await.map_err(io_error)?;
         Ok::<_, VcsError>((status, out, err))
     };
     let (status, stdout, stderr) = match tokio::time::timeout(limits.timeout, work).await {
@@ -251,11 +260,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("pwned");
         let hostile = format!("$(touch {0}) `touch {0}`; touch {0}", marker.display());
-        let out = run(&Invocation::new("echo", "echo").arg(&hostile), limits(5000, 1024))
-            .await
-            .unwrap()
-            .ok()
-            .unwrap();
+        let out = run(
+            &Invocation::new("echo", "echo").arg(&hostile),
+            limits(5000, 1024),
+        )
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
         assert_eq!(out.stdout, format!("{hostile}\n").into_bytes());
         assert!(!marker.exists());
     }
@@ -266,7 +278,11 @@ mod tests {
             .args(["-c", "echo 'fatal: https://u:hunter2@h/ gone' >&2; exit 3"]);
         let mut inv = inv;
         inv.secrets.push("hunter2".into());
-        let err = run(&inv, limits(5000, 1024)).await.unwrap().ok().unwrap_err();
+        let err = run(&inv, limits(5000, 1024))
+            .await
+            .unwrap()
+            .ok()
+            .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("exit status: 3"), "{text}");
         assert!(text.contains("u:***@h"), "{text}");
@@ -278,13 +294,18 @@ mod tests {
         assert!(matches!(err, VcsError::Timeout { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
 
-        let chatty = Invocation::new("sh", "sh").args(["-c", "yes | head -c 100000"]);
-        let err = run(&chatty, limits(5000, 1000)).await.unwrap_err();
+        let started = std::time::Instant::now();
+        let chatty = Invocation::new("sh", "sh").args(["-c", "yes"]);
+        let err = run(&chatty, limits(10_000, 1000)).await.unwrap_err();
         assert!(matches!(err, VcsError::OutputTooLarge { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(3));
 
-        let err = run(&Invocation::new("/nonexistent/tool", "tool"), limits(1000, 10))
-            .await
-            .unwrap_err();
+        let err = run(
+            &Invocation::new("/nonexistent/tool", "tool"),
+            limits(1000, 10),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, VcsError::Spawn { .. }), "{err}");
     }
 

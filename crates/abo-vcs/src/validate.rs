@@ -47,9 +47,15 @@ fn check_url(vcs: Vcs, url: &str) -> Result<(), String> {
     if url.chars().any(char::is_control) {
         return Err("it contains a control character (a newline?)".into());
     }
+    // The most telling reason first; blanks, which no URL needs, are checked last.
+    check_structure(vcs, url)?;
     if url.chars().any(char::is_whitespace) {
         return Err("it contains a blank".into());
     }
+    Ok(())
+}
+
+fn check_structure(vcs: Vcs, url: &str) -> Result<(), String> {
     if url.starts_with('-') {
         return Err("it starts with `-`, which a tool would read as an option".into());
     }
@@ -58,7 +64,7 @@ fn check_url(vcs: Vcs, url: &str) -> Result<(), String> {
     // `transport::address` makes git run `git-remote-<transport>`, and `ext::` runs any
     // command; no abo URL needs one.
     if let Some(at) = helper {
-        if scheme_end.map_or(true, |s| at < s) {
+        if scheme_end.is_none_or(|s| at < s) {
             return Err(format!(
                 "`{}::` asks git to run a remote helper; give an http(s), ssh or file URL",
                 printable(&url[..at])
@@ -110,7 +116,7 @@ fn check_url(vcs: Vcs, url: &str) -> Result<(), String> {
     if vcs == Vcs::Git {
         // git reads `[user@]host:path` as ssh when a `:` comes before any `/`.
         if let Some(colon) = url.find(':') {
-            if url.find('/').map_or(true, |slash| colon < slash) {
+            if url.find('/').is_none_or(|slash| colon < slash) {
                 return check_authority(&url[..colon]);
             }
         }
@@ -265,9 +271,7 @@ fn check_git_branch(name: &str) -> Result<(), String> {
     }
     for component in name.split('/') {
         if component.starts_with('.') || component.ends_with(".lock") {
-            return Err(
-                "git forbids components starting with `.` or ending with `.lock`".into(),
-            );
+            return Err("git forbids components starting with `.` or ending with `.lock`".into());
         }
     }
     Ok(())
@@ -405,7 +409,10 @@ mod tests {
             (Vcs::Hg, "http://mercurial.example/some/repo"),
             (Vcs::Hg, "ssh://hg@mercurial.example/some/repo"),
             (Vcs::Hg, "/srv/hg/repo"),
-            (Vcs::Bzr, "http://bazaar.launchpad.net/+branch/openobject-server/6.1"),
+            (
+                Vcs::Bzr,
+                "http://bazaar.launchpad.net/+branch/openobject-server/6.1",
+            ),
             (Vcs::Bzr, "bzr+ssh://bazaar.launchpad.net/~user/proj/trunk"),
             (Vcs::Bzr, "bzr://host/branch"),
             (Vcs::Bzr, "sftp://host/branch"),
@@ -420,19 +427,44 @@ mod tests {
         for (vcs, url, why) in [
             (Vcs::Git, "--upload-pack=touch /tmp/pwned", "option"),
             (Vcs::Git, "-x", "option"),
-            (Vcs::Git, "ext::sh -c touch% /tmp/pwned", "blank"),
+            (Vcs::Git, "ext::sh -c touch% /tmp/pwned", "remote helper"),
             (Vcs::Git, "ext::sh", "remote helper"),
             (Vcs::Git, "fd::3", "remote helper"),
             (Vcs::Git, "hg::https://x/y", "remote helper"),
-            (Vcs::Git, "ssh://-oProxyCommand=touch%20/tmp/pwned/x", "host starts with `-`"),
-            (Vcs::Git, "ssh://-oProxyCommand=touch /tmp/pwned/x", "blank"),
-            (Vcs::Git, "ssh://%2DoProxyCommand=x/repo", "host starts with `-`"),
-            (Vcs::Git, "ssh://-user@host/repo", "user name starts with `-`"),
-            (Vcs::Git, "ssh://%2duser@host/repo", "user name starts with `-`"),
+            (
+                Vcs::Git,
+                "ssh://-oProxyCommand=touch%20/tmp/pwned/x",
+                "host starts with `-`",
+            ),
+            (
+                Vcs::Git,
+                "ssh://-oProxyCommand=touch /tmp/pwned/x",
+                "host starts with `-`",
+            ),
+            (Vcs::Git, "https://host/a b", "blank"),
+            (
+                Vcs::Git,
+                "ssh://%2DoProxyCommand=x/repo",
+                "host starts with `-`",
+            ),
+            (
+                Vcs::Git,
+                "ssh://-user@host/repo",
+                "user name starts with `-`",
+            ),
+            (
+                Vcs::Git,
+                "ssh://%2duser@host/repo",
+                "user name starts with `-`",
+            ),
             (Vcs::Git, "-oProxyCommand=x:repo", "option"),
             (Vcs::Git, "user@-host:repo", "host starts with `-`"),
             (Vcs::Git, "ssh://host$(id)/repo", "not a host name"),
-            (Vcs::Git, "https://git.example/repo\n--upload-pack=x", "control"),
+            (
+                Vcs::Git,
+                "https://git.example/repo\n--upload-pack=x",
+                "control",
+            ),
             (Vcs::Git, "https://git.example/\u{1b}[2J", "control"),
             (Vcs::Git, "relative/path", "not an allowed URL"),
             (Vcs::Git, "", "empty"),
@@ -440,11 +472,19 @@ mod tests {
             (Vcs::Git, "file://host/repo", "names no host"),
             (Vcs::Git, "ssh://host:22x/repo", "port"),
             (Vcs::Hg, "user@host:repo", "not an allowed URL"),
-            (Vcs::Hg, "ssh://-oProxyCommand=x/repo", "host starts with `-`"),
+            (
+                Vcs::Hg,
+                "ssh://-oProxyCommand=x/repo",
+                "host starts with `-`",
+            ),
             (Vcs::Hg, "bzr+ssh://host/x", "scheme"),
             (Vcs::Bzr, "lp:openobject-server", "resolved first"),
             (Vcs::Bzr, "git://host/x", "scheme"),
-            (Vcs::Bzr, "bzr+ssh://-oProxyCommand=x/y", "host starts with `-`"),
+            (
+                Vcs::Bzr,
+                "bzr+ssh://-oProxyCommand=x/y",
+                "host starts with `-`",
+            ),
         ] {
             let err = validate_url(vcs, url).expect_err(url).to_string();
             assert!(err.contains(why), "{url}: {err}");
@@ -476,7 +516,14 @@ mod tests {
 
     #[test]
     fn git_branches() {
-        for ok in ["master", "7.0", "feature/x-y", "release-1.2", "a@b", "ünïcode"] {
+        for ok in [
+            "master",
+            "7.0",
+            "feature/x-y",
+            "release-1.2",
+            "a@b",
+            "ünïcode",
+        ] {
             assert!(validate_branch(Vcs::Git, ok).is_ok(), "{ok}");
         }
         for bad in [
@@ -533,7 +580,15 @@ mod tests {
         assert!(validate_revision(Vcs::Git, &"a".repeat(64)).is_ok());
         assert!(validate_revision(Vcs::Hg, full).is_ok());
         assert!(validate_revision(Vcs::Hg, &full[..12]).is_ok());
-        for bad in ["", "-x", "HEAD", "master", "abc", "0123456789abcdeg", "$(x)"] {
+        for bad in [
+            "",
+            "-x",
+            "HEAD",
+            "master",
+            "abc",
+            "0123456789abcdeg",
+            "$(x)",
+        ] {
             assert!(validate_revision(Vcs::Git, bad).is_err(), "{bad}");
             assert!(validate_revision(Vcs::Hg, bad).is_err(), "{bad}");
         }

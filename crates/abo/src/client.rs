@@ -194,11 +194,6 @@ impl Client {
         self.user.as_deref()
     }
 
-    /// The API's base address (`http://host:port/api/v1`).
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     /// The master's address (`http://host:port`).
     pub fn master(&self) -> &str {
         self.base.trim_end_matches("/api/v1")
@@ -372,12 +367,6 @@ impl Client {
             })
     }
 
-    /// `POST builds/{id}/stop`.
-    pub fn stop(&self, build: u64) -> Result<(), ApiError> {
-        self.post(&format!("builds/{build}/stop"), &Value::Object(Map::new()))
-            .map(|_| ())
-    }
-
     /// `GET builds/{id}/steps/{n}/logs/{name}?offset=&limit=`: one page of a log.
     pub fn log_page(
         &self,
@@ -445,6 +434,7 @@ pub fn percent_encode(s: &str) -> String {
 }
 
 /// `GET builders` entry.
+#[allow(dead_code)] // the API's fields; not every command reads each
 #[derive(Debug, Clone, Deserialize)]
 pub struct Builder {
     pub name: String,
@@ -463,6 +453,7 @@ pub struct Builder {
 }
 
 /// A builder's last build.
+#[allow(dead_code)] // the API's fields; not every command reads each
 #[derive(Debug, Clone, Deserialize)]
 pub struct LastBuild {
     pub id: u64,
@@ -519,6 +510,7 @@ impl Build {
 }
 
 /// `GET builds/{id}`.
+#[allow(dead_code)] // the API's fields; not every command reads each
 #[derive(Debug, Clone, Deserialize)]
 pub struct BuildDetail {
     #[serde(flatten)]
@@ -585,6 +577,7 @@ pub struct LogInfo {
 }
 
 /// `GET requests/{id}`.
+#[allow(dead_code)] // the API's fields; not every command reads each
 #[derive(Debug, Clone, Deserialize)]
 pub struct Request {
     pub id: u64,

@@ -34,6 +34,9 @@ enum Command {
     /// Create, run or inspect a worker
     #[command(subcommand)]
     Worker(cmd::worker::Command),
+    /// Manage the users of the JSON API (who may force and stop builds)
+    #[command(subcommand)]
+    User(cmd::user::Command),
     /// Try abo on this machine: a demo master, a local worker, a PostgreSQL cluster, builds
     Demo(cmd::demo::Args),
     /// Ask the master for builds of a builder, or of every builder of a buildout
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::AnalyzeLog(args) => cmd::analyze::run(args),
         Command::Start(args) => cmd::start::run(args),
         Command::Worker(command) => cmd::worker::run(command),
+        Command::User(command) => cmd::user::run(command),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Force(args) => cmd::force::run(args),
         Command::Builds(args) => cmd::builds::run(args),

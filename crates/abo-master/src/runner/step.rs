@@ -343,16 +343,13 @@ impl Job {
             Ok(c) => c.clone(),
             Err(o) => return o,
         };
-        let (command, shown) = match &self.step.command {
-            Some(RenderedCommand::Argv(argv)) if !argv.is_empty() => {
-                (CommandLine::Argv(argv.clone()), show_argv(argv))
-            }
-            Some(RenderedCommand::Shell(s)) => (CommandLine::Shell(s.clone()), s.clone()),
+        // The worker's own header lines name the command and its directory.
+        let command = match &self.step.command {
+            Some(RenderedCommand::Argv(argv)) if !argv.is_empty() => CommandLine::Argv(argv.clone()),
+            Some(RenderedCommand::Shell(s)) => CommandLine::Shell(s.clone()),
             _ => return outcome(BuildResult::Exception, "the step has no command"),
         };
         let workdir = self.workdir(&conn);
-        log.note(&shown).await;
-        log.note(&format!(" in dir {workdir}")).await;
         let mut files = BTreeMap::new();
         for name in self.step.logfiles.keys() {
             files.insert(name.clone(), self.open_log(name, LogKind::Text).await);

@@ -18,7 +18,10 @@ pub fn parse_revision_info(out: &[u8]) -> Result<Option<(String, String)>> {
     let Some((revno, id)) = line.trim().split_once(' ') else {
         return Err(VcsError::parse(
             "brz revision-info",
-            format!("{:?} is not `REVNO REVISION-ID`", crate::validate::printable(line)),
+            format!(
+                "{:?} is not `REVNO REVISION-ID`",
+                crate::validate::printable(line)
+            ),
         ));
     };
     let id = id.trim();
@@ -28,7 +31,10 @@ pub fn parse_revision_info(out: &[u8]) -> Result<Option<(String, String)>> {
     if !is_bzr_revno(revno) || id.is_empty() {
         return Err(VcsError::parse(
             "brz revision-info",
-            format!("{:?} is not `REVNO REVISION-ID`", crate::validate::printable(line)),
+            format!(
+                "{:?} is not `REVNO REVISION-ID`",
+                crate::validate::printable(line)
+            ),
         ));
     }
     Ok(Some((revno.to_string(), id.to_string())))

@@ -134,8 +134,8 @@ mod tests {
              {A}\trefs/heads/--upload-pack=touch x\nnot a line\nzz\trefs/heads/bad\n"
         );
         let mut bytes = out.into_bytes();
-        bytes.extend_from_slice(format!("{A}\trefs/heads/\xff").as_bytes());
-        bytes.extend_from_slice(b"\xff\n");
+        bytes.extend_from_slice(format!("{A}\trefs/heads/").as_bytes());
+        bytes.extend_from_slice(b"\xff\xff\n");
         let refs = parse_refs(&bytes);
         assert_eq!(refs.get("master").map(String::as_str), Some(A));
         assert_eq!(refs.get("feature/x").map(String::as_str), Some(B));
@@ -166,7 +166,13 @@ mod tests {
         };
         let author = "Jöhn Dœ <j@x>";
         rec(
-            &[A, "", author, "1795622514", "first\n\nbody $(touch /tmp/pwn) `x`\n"],
+            &[
+                A,
+                "",
+                author,
+                "1795622514",
+                "first\n\nbody $(touch /tmp/pwn) `x`\n",
+            ],
             &["a"],
         );
         rec(&[B, A, author, "1795622514", "c\n"], &["c d"]);
@@ -175,9 +181,36 @@ mod tests {
             &[M, &format!("{B} {C}"), author, "1795622514", "merge dev\n"],
             &["b"],
         );
-        rec(&["1d93c31a70311b4244b9875dc24ce319d1f8dddc", M, author, "1795622527", "empty\n"], &[]);
-        rec(&["72b9518f242e2c80fc20689d06f808b9b82a2e32", "1d93c31a70311b4244b9875dc24ce319d1f8dddc", author, "1795622527", ""], &[]);
-        rec(&["20d7e0f83aeb001393f4a6b4551514eee95804e0", "72b9518f242e2c80fc20689d06f808b9b82a2e32", author, "1795622527", "nl file\n"], &["new\nline", "z"]);
+        rec(
+            &[
+                "1d93c31a70311b4244b9875dc24ce319d1f8dddc",
+                M,
+                author,
+                "1795622527",
+                "empty\n",
+            ],
+            &[],
+        );
+        rec(
+            &[
+                "72b9518f242e2c80fc20689d06f808b9b82a2e32",
+                "1d93c31a70311b4244b9875dc24ce319d1f8dddc",
+                author,
+                "1795622527",
+                "",
+            ],
+            &[],
+        );
+        rec(
+            &[
+                "20d7e0f83aeb001393f4a6b4551514eee95804e0",
+                "72b9518f242e2c80fc20689d06f808b9b82a2e32",
+                author,
+                "1795622527",
+                "nl file\n",
+            ],
+            &["new\nline", "z"],
+        );
         out
     }
 
@@ -214,9 +247,9 @@ mod tests {
         for bad in [
             &b"x\0"[..],
             b"\0nothex\0\0a\x001\0m\0",
-            b"\049eeb38276fe90abbce155458d799709a574d4ff\0zz\0a\x001\0m\0",
-            b"\049eeb38276fe90abbce155458d799709a574d4ff\0\0a\0soon\0m\0",
-            b"\049eeb38276fe90abbce155458d799709a574d4ff\0\0a",
+            b"\x0049eeb38276fe90abbce155458d799709a574d4ff\0zz\0a\x001\0m\0",
+            b"\x0049eeb38276fe90abbce155458d799709a574d4ff\0\0a\0soon\0m\0",
+            b"\x0049eeb38276fe90abbce155458d799709a574d4ff\0\0a",
         ] {
             assert!(parse_log(bad).is_err(), "{bad:?}");
         }

@@ -63,10 +63,7 @@ pub fn parse_log(out: &[u8]) -> Result<Vec<Commit>> {
         .into_iter()
         .map(|c| {
             if !is_node(&c.node) {
-                return Err(VcsError::parse(
-                    "hg log",
-                    format!("bad node {:?}", c.node),
-                ));
+                return Err(VcsError::parse("hg log", format!("bad node {:?}", c.node)));
             }
             Ok(Commit {
                 revision: c.node.to_ascii_lowercase(),
@@ -157,7 +154,10 @@ mod tests {
     fn branches() {
         let map = parse_branches(BRANCHES.as_bytes()).unwrap();
         assert_eq!(map["default"], "165492d21ab29c9793001f2098871f1c33f19790");
-        assert_eq!(map["$(touch x)"], "afba3304684a12cbfc9e32947a04abe7c8c607a4");
+        assert_eq!(
+            map["$(touch x)"],
+            "afba3304684a12cbfc9e32947a04abe7c8c607a4"
+        );
         assert!(parse_branches(b"").unwrap().is_empty());
         assert!(parse_branches(b"[]").unwrap().is_empty());
         assert!(parse_branches(br#"[{"branch": "x", "node": "zz"}]"#).is_err());

@@ -34,3 +34,51 @@ pub struct Commit {
 fn tidy_comments(s: &str) -> String {
     s.trim_end().to_string()
 }
+
+/// Whatever the bytes, parsers and validators return: hostile output cannot panic a poller.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::{self, redact_url, url_password};
+    use abo_plan::Vcs;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = git::parse_log(&bytes);
+            let _ = git::parse_refs(&bytes);
+            let _ = hg::parse_log(&bytes);
+            let _ = hg::parse_branches(&bytes);
+            let _ = bzr::parse_log(&bytes);
+            let _ = bzr::parse_revision_info(&bytes);
+        }
+
+        #[test]
+        fn git_log_framing_survives_any_text(
+            fields in proptest::collection::vec("[^\\x00]{0,20}", 5),
+        ) {
+            let mut out = vec![0u8];
+            out.extend_from_slice(fields.join("\0").as_bytes());
+            let _ = git::parse_log(&out);
+        }
+
+        #[test]
+        fn validators_never_panic(
+            s in prop_oneof![
+                any::<String>(),
+                "[a-z+]{0,6}(://|::|:)?[-%@:\\[\\]a-zA-Z0-9./~ ]{0,30}",
+            ],
+        ) {
+            for vcs in [Vcs::Git, Vcs::Hg, Vcs::Bzr] {
+                let _ = validate::validate_url(vcs, &s);
+                let _ = validate::validate_branch(vcs, &s);
+                let _ = validate::validate_revision(vcs, &s);
+            }
+            let _ = redact_url(&s);
+            let _ = url_password(&s);
+            let _ = time::parse_bzr_timestamp(&s);
+            let _ = tidy_comments(&s);
+        }
+    }
+}

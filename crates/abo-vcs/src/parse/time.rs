@@ -84,10 +84,19 @@ mod tests {
     fn bzr_timestamps() {
         // `date -d '2026-11-25 16:01:19 UTC' +%s` = 1795622479
         let utc = Timestamp(1_795_622_479_000);
-        assert_eq!(parse_bzr_timestamp("Wed 2026-11-25 16:01:19 +0000"), Some(utc));
+        assert_eq!(
+            parse_bzr_timestamp("Wed 2026-11-25 16:01:19 +0000"),
+            Some(utc)
+        );
         assert_eq!(parse_bzr_timestamp("2026-11-25 16:01:19 +0000"), Some(utc));
-        assert_eq!(parse_bzr_timestamp("Wed 2026-11-25 17:31:19 +0130"), Some(utc));
-        assert_eq!(parse_bzr_timestamp("Wed 2026-11-25 11:01:19 -0500"), Some(utc));
+        assert_eq!(
+            parse_bzr_timestamp("Wed 2026-11-25 17:31:19 +0130"),
+            Some(utc)
+        );
+        assert_eq!(
+            parse_bzr_timestamp("Wed 2026-11-25 11:01:19 -0500"),
+            Some(utc)
+        );
         for bad in [
             "",
             "Wed",

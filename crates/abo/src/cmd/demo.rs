@@ -279,10 +279,19 @@ struct Cluster {
     version: String,
 }
 
+/// `runuser` (util-linux), by its full path: the server's environment has a short PATH.
+fn runuser() -> PathBuf {
+    ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser", "/bin/runuser"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("runuser"))
+}
+
 fn server_command(owner: Option<&str>, dir: &Path, program: &Path) -> Command {
     let mut c = match owner {
         Some(user) => {
-            let mut c = Command::new("runuser");
+            let mut c = Command::new(runuser());
             c.args(["-u", user, "--"]).arg(program);
             c
         }
@@ -430,7 +439,7 @@ fn pg_owner() -> anyhow::Result<String> {
 /// Whether `user` can write `dir` and run `program` (through `runuser`).
 fn reachable_by(user: &str, dir: &Path, program: &Path) -> bool {
     let ok = |args: &[&std::ffi::OsStr]| {
-        Command::new("runuser")
+        Command::new(runuser())
             .args(["-u", user, "--", "test"])
             .args(args)
             .stdin(Stdio::null())
@@ -899,6 +908,8 @@ fn demo(args: &Args, dir: &Path, running: &mut Running) -> anyhow::Result<ExitCo
             }
         }
     }
+    let numeric = |v: &str| -> Vec<u32> { v.split('.').filter_map(|p| p.parse().ok()).collect() };
+    bins.sort_by_key(|b| numeric(&b.major));
     let other_caps: Vec<String> = caps
         .lines()
         .into_iter()

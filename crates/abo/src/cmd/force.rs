@@ -197,8 +197,9 @@ struct BuildSeen {
     worker: Option<String>,
     /// Step indexes already reported finished.
     steps_done: HashSet<u64>,
-    /// Step index → when its "still running" line was last printed.
-    running_noted: HashMap<u64, f64>,
+    /// Step index → when it was first seen running, and when its "still running" line
+    /// was last printed (local clock: the master's may differ).
+    running_seen: HashMap<u64, (Instant, Option<Instant>)>,
 }
 
 /// One forced request, followed to its end.
@@ -440,16 +441,17 @@ impl<'a> Watch<'a> {
                     step.name, result
                 );
             } else if step.state == "running" && !step.hidden {
-                let Some(secs) = step.seconds(now) else {
-                    continue;
-                };
-                let last = seen.running_noted.get(&step.index).copied();
+                let (first, last) = seen
+                    .running_seen
+                    .entry(step.index)
+                    .or_insert((Instant::now(), None));
+                let secs = first.elapsed().as_secs_f64();
                 let due = match last {
                     None => secs >= 10.0,
-                    Some(at) => now - at >= 60.0,
+                    Some(at) => at.elapsed() >= Duration::from_secs(60),
                 };
                 if due {
-                    seen.running_noted.insert(step.index, now);
+                    *last = Some(Instant::now());
                     let _ = writeln!(
                         out,
                         "{prefix}  {:<20} running   {:>6}",
@@ -492,11 +494,6 @@ impl<'a> Watch<'a> {
             }
             let _ = writeln!(out, "{line}");
         }
-    }
-
-    /// The final result of each request (the request's, else its last build's).
-    pub fn results(&self) -> Vec<Option<&str>> {
-        self.tracked.iter().map(|t| t.result.as_deref()).collect()
     }
 
     /// `abo force --wait`'s exit status.

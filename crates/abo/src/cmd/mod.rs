@@ -8,4 +8,5 @@ pub mod force;
 pub mod init;
 pub mod log;
 pub mod start;
+pub mod user;
 pub mod worker;

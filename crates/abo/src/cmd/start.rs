@@ -1,6 +1,8 @@
 //! `abo start [DIR]`: the master in the foreground. Reads the master directory like
-//! `abo check` (every mistake printed, exit status 1), then serves the worker port and the
-//! JSON API until SIGTERM or SIGINT, and shuts down cleanly (exit status 0).
+//! `abo check` (every mistake printed, exit status 1), opens the store (`database`, by
+//! default `DIR/abo.sqlite`), then serves the worker port and the JSON API and runs the
+//! builds until SIGTERM or SIGINT, and shuts down cleanly (exit status 0). Builds still
+//! running then are marked interrupted at the next start and run again.
 //!
 //! Logs go to stderr through `tracing` (`RUST_LOG` is respected, default `info`); the first
 //! lines name the bound addresses (`listening for workers on HOST:PORT`), which is how
@@ -8,9 +10,12 @@
 
 use crate::load::{load, Loaded};
 use crate::MasterDirArgs;
-use abo_master::{Capability, MasterConfig, Timing, WorkerAccount};
+use abo_config::MasterSettings;
+use abo_master::{BuildSetup, Capability, MasterConfig, Timing, WorkerAccount};
 use anyhow::Context as _;
 use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -40,7 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {w}");
     }
     init_logging();
-    let config = master_config(&loaded);
+    let config = master_config(&args.master.dir, loaded);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -63,8 +68,41 @@ fn seconds(s: f64) -> Duration {
     Duration::try_from_secs_f64(s).unwrap_or(Duration::from_secs(1))
 }
 
+/// Where the store is: master.toml's `database` (a relative path is relative to the master
+/// directory), or `DIR/abo.sqlite`.
+pub fn database_location(dir: &Path, settings: &MasterSettings) -> String {
+    let Some(db) = settings.database.as_deref() else {
+        return dir
+            .join(abo_store::migrations::DEFAULT_FILE_NAME)
+            .to_string_lossy()
+            .into_owned();
+    };
+    let (scheme, path) = match db.strip_prefix("sqlite://") {
+        Some(rest) => ("sqlite://", rest),
+        None => match db.strip_prefix("sqlite:") {
+            Some(rest) => ("sqlite:", rest),
+            None => ("", db),
+        },
+    };
+    if db.contains("://") && scheme.is_empty() || Path::new(path).is_absolute() {
+        // Another kind of URL (refused by the store with its reason), or absolute.
+        return db.to_owned();
+    }
+    format!("{scheme}{}", dir.join(path).to_string_lossy())
+}
+
+/// A master.toml directory setting: relative to the master directory.
+fn in_dir(dir: &Path, value: &str) -> PathBuf {
+    let p = Path::new(value);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
+    }
+}
+
 /// What the master runtime needs from the master directory.
-fn master_config(loaded: &Loaded) -> MasterConfig {
+fn master_config(dir: &Path, loaded: Loaded) -> MasterConfig {
     let s = &loaded.settings;
     let workers = loaded
         .workers
@@ -91,6 +129,15 @@ fn master_config(loaded: &Loaded) -> MasterConfig {
         lost_after: seconds(s.worker_lost_after),
         ..Timing::default()
     };
+    config.builds = Some(BuildSetup {
+        master_dir: dir.to_path_buf(),
+        database: database_location(dir, s),
+        artifacts_dir: in_dir(dir, s.artifacts_dir.as_deref().unwrap_or("artifacts")),
+        allowed_upload_roots: s.allowed_upload_roots.iter().map(PathBuf::from).collect(),
+        log_cap_bytes: s.log_cap_bytes,
+        secrets: s.secrets.clone(),
+        plan: Arc::new(loaded.plan),
+    });
     config
 }
 

@@ -1,0 +1,305 @@
+//! The dispatch benchmark (`cargo bench -p abo --bench dispatch`, `-- --quick` for a smoke
+//! run; tests/e2e_dispatch.rs runs the quick one): N trivial builds (one `true` step each,
+//! one builder per build) over W local `abo worker` processes with `max_builds = 2`,
+//! against `abo start` on loopback. Reports:
+//!
+//! - how long the master takes from its start to answering `GET builders` with every
+//!   builder (Buildbot 4.3 here: 58 s with 2,000 builders);
+//! - builds per second for the whole burst, from the first request to the last build's end
+//!   (Buildbot 4.3 here: 4.4 trivial builds/s with 4 workers × 2 slots);
+//! - request-to-start latency, p50 and p99: on an idle master (one request at a time), and
+//!   in the burst (mostly time waiting for a free slot);
+//! - the master's peak memory (`VmHWM`; Buildbot 4.3 here: 94–113 MB).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use super::*;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Trivial builds in the burst (one builder each).
+    pub builds: usize,
+    /// `abo worker` processes.
+    pub workers: usize,
+    /// Builds per worker at once.
+    pub max_builds: usize,
+    /// Requests made one at a time on an idle master, for the latency.
+    pub idle_requests: usize,
+    /// Client threads sending the burst's requests.
+    pub clients: usize,
+}
+
+impl Options {
+    pub fn full() -> Options {
+        Options {
+            builds: 2000,
+            workers: 8,
+            max_builds: 2,
+            idle_requests: 100,
+            clients: 4,
+        }
+    }
+
+    pub fn quick() -> Options {
+        Options {
+            builds: 100,
+            workers: 8,
+            max_builds: 2,
+            idle_requests: 10,
+            clients: 2,
+        }
+    }
+}
+
+/// The figures.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub builds: usize,
+    pub ready: Duration,
+    pub burst: Duration,
+    pub per_second: f64,
+    pub idle_p50: f64,
+    pub idle_p99: f64,
+    pub burst_p50: f64,
+    pub burst_p99: f64,
+    pub peak_rss_kib: u64,
+    pub ready_rss_kib: u64,
+    /// Builds that did not end in success.
+    pub not_success: usize,
+}
+
+fn epoch() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn status_kib(pid: i32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Writes the benchmark's master directory.
+fn layout(dir: &Path, o: &Options) {
+    std::fs::create_dir_all(dir.join("buildouts")).unwrap();
+    std::fs::write(
+        dir.join("master.toml"),
+        "manifests = [\"buildouts/MANIFEST.cfg\"]\nworkers = \"workers.cfg\"\n\
+         worker-listen = \"127.0.0.1:0\"\nhttp-listen = \"127.0.0.1:0\"\n\n\
+         [[step-sets.trivial]]\nname = \"true\"\ncommand = [\"true\"]\n",
+    )
+    .unwrap();
+    let mut manifest = String::from("[DEFAULT]\nbuild-for = postgresql not-used\n\n");
+    for i in 0..o.builds {
+        manifest.push_str(&format!("[t{i:05}]\nsteps = trivial\n\n"));
+    }
+    std::fs::write(dir.join("buildouts/MANIFEST.cfg"), manifest).unwrap();
+    let mut workers = String::new();
+    for i in 0..o.workers {
+        workers.push_str(&format!(
+            "[bw{i}]\npassword = bw{i}-secret\nmax_builds = {}\n\n",
+            o.max_builds
+        ));
+    }
+    std::fs::write(dir.join("workers.cfg"), workers).unwrap();
+    add_user(dir, API_USER, API_PASSWORD);
+}
+
+/// All builds, newest first, page by page.
+fn all_builds(master: &Master) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut before: Option<u64> = None;
+    loop {
+        let path = match before {
+            Some(b) => format!("builds?limit=1000&before={b}"),
+            None => "builds?limit=1000".to_owned(),
+        };
+        let page = match get(master.http, &path) {
+            Ok(Value::Array(p)) => p,
+            _ => return out,
+        };
+        let n = page.len();
+        before = page.last().and_then(|b| b["id"].as_u64());
+        out.extend(page);
+        if n < 1000 {
+            return out;
+        }
+    }
+}
+
+/// Runs the benchmark and prints the figures.
+pub fn run(o: &Options) -> Report {
+    let tmp = TempDir::new("abo-bench.");
+    let dir = tmp.path().join("master");
+    let t = Instant::now();
+    layout(&dir, o);
+    say(&format!(
+        "dispatch: {} trivial builds ({} builders), {} abo workers × max_builds {}; layout {:.1}s",
+        o.builds,
+        o.builds,
+        o.workers,
+        o.max_builds,
+        t.elapsed().as_secs_f64()
+    ));
+
+    // Ready: from the process start to GET builders listing every builder.
+    let t = Instant::now();
+    let master = Master::start(&dir);
+    wait_until(&master, Duration::from_secs(120), "the builders", || {
+        let b = get(master.http, "builders").ok()?;
+        (b.as_array()?.len() == o.builds).then_some(())
+    });
+    let ready = t.elapsed();
+    let ready_rss_kib = status_kib(master.pid(), "VmRSS:");
+
+    let workers: Vec<WorkerProcess> = (0..o.workers)
+        .map(|i| {
+            let account = Account {
+                name: format!("bw{i}"),
+                password: format!("bw{i}-secret"),
+            };
+            WorkerProcess::start(
+                Peer::Abo,
+                &tmp.path().join(format!("bw{i}")),
+                master.workers,
+                &account,
+                &[],
+            )
+        })
+        .collect();
+    for w in &workers {
+        wait_connected(&master, w);
+    }
+
+    // Latency on an idle master: one request at a time, each waited for.
+    let mut idle = Vec::new();
+    for i in 0..o.idle_requests {
+        let builder = format!("t{:05}", i % o.builds);
+        let sent = epoch();
+        let r = force(master.http, &builder);
+        let done = wait_request(&master, r, Duration::from_secs(60));
+        let id = done["builds"][0].as_u64().expect("a build");
+        let b = api(master.http, &format!("builds/{id}"));
+        idle.push((time(&b["started_at"]) - sent).max(0.0));
+    }
+    idle.sort_by(f64::total_cmp);
+    let before_burst: u64 = all_builds(&master)
+        .iter()
+        .filter_map(|b| b["id"].as_u64())
+        .max()
+        .unwrap_or(0);
+
+    // The burst: every builder forced once, from a few client threads.
+    let sent: Arc<std::sync::Mutex<HashMap<u64, f64>>> = Default::default();
+    let t0 = epoch();
+    let burst_start = Instant::now();
+    std::thread::scope(|s| {
+        for c in 0..o.clients {
+            let sent = sent.clone();
+            let http = master.http;
+            s.spawn(move || {
+                for i in (c..o.builds).step_by(o.clients) {
+                    let at = epoch();
+                    let r = force(http, &format!("t{i:05}"));
+                    sent.lock().unwrap().insert(r, at);
+                }
+            });
+        }
+    });
+    let submitted = burst_start.elapsed();
+    let sent = sent.lock().unwrap().clone();
+    let finished = wait_until(&master, Duration::from_secs(1800), "the burst's builds", || {
+        // Reading 2,000 builds is work for the master too: not too often.
+        std::thread::sleep(Duration::from_millis(400));
+        let builds: Vec<Value> = all_builds(&master)
+            .into_iter()
+            .filter(|b| b["id"].as_u64().is_some_and(|id| id > before_burst))
+            .collect();
+        let done = builds.iter().filter(|b| b["state"] == "finished").count();
+        (done >= o.builds).then_some(builds)
+    });
+    let last_end = finished
+        .iter()
+        .map(|b| time(&b["finished_at"]))
+        .fold(f64::MIN, f64::max);
+    let burst = Duration::from_secs_f64((last_end - t0).max(0.001));
+    let mut waits: Vec<f64> = finished
+        .iter()
+        .filter_map(|b| {
+            let at = sent.get(&b["request"].as_u64()?)?;
+            Some((time(&b["started_at"]) - at).max(0.0))
+        })
+        .collect();
+    waits.sort_by(f64::total_cmp);
+    let not_success = finished.iter().filter(|b| b["result"] != "success").count();
+    let peak_rss_kib = status_kib(master.pid(), "VmHWM:");
+    let report = Report {
+        builds: o.builds,
+        ready,
+        burst,
+        per_second: o.builds as f64 / burst.as_secs_f64(),
+        idle_p50: percentile(&idle, 0.5),
+        idle_p99: percentile(&idle, 0.99),
+        burst_p50: percentile(&waits, 0.5),
+        burst_p99: percentile(&waits, 0.99),
+        peak_rss_kib,
+        ready_rss_kib,
+        not_success,
+    };
+    let ms = |s: f64| format!("{:.1} ms", s * 1000.0);
+    say(&format!(
+        "dispatch: master ready with {} builders in {:.3} s (Buildbot 4.3: 58 s with 2,000)",
+        o.builds,
+        ready.as_secs_f64()
+    ));
+    say(&format!(
+        "dispatch: {} builds in {:.2} s = {:.1} builds/s with {} × {} slots (requests sent in {:.2} s; Buildbot 4.3: 4.4/s with 4 × 2)",
+        o.builds,
+        burst.as_secs_f64(),
+        report.per_second,
+        o.workers,
+        o.max_builds,
+        submitted.as_secs_f64()
+    ));
+    say(&format!(
+        "dispatch: request-to-start on an idle master ({} requests): p50 {}, p99 {}",
+        idle.len(),
+        ms(report.idle_p50),
+        ms(report.idle_p99)
+    ));
+    say(&format!(
+        "dispatch: request-to-start in the burst (waiting for a slot): p50 {:.2} s, p99 {:.2} s",
+        report.burst_p50, report.burst_p99
+    ));
+    say(&format!(
+        "dispatch: master memory: {:.1} MB at ready, peak {:.1} MB (VmHWM; Buildbot 4.3: 94–113 MB)",
+        ready_rss_kib as f64 / 1024.0,
+        peak_rss_kib as f64 / 1024.0
+    ));
+    if not_success > 0 {
+        say(&format!("dispatch: {not_success} builds did not succeed"));
+    }
+    drop(workers);
+    report
+}

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use builds_support::MasterDir;
 
-const LINE: &str = "abcdefghijklmnopqrstuvwxyz 0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 abcdefghij";
+const LINE: &str =
+    "abcdefghijklmnopqrstuvwxyz 0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 abcdefghij";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -100,7 +101,10 @@ fn main() {
 
     let mb = bytes as f64 / 1e6;
     println!("build log benchmark: one step printing {mb:.0} MB ({lines} lines stored)");
-    println!("  bare command, pipe read:      {:>8.2} s", bare.as_secs_f64());
+    println!(
+        "  bare command, pipe read:      {:>8.2} s",
+        bare.as_secs_f64()
+    );
     println!(
         "  as a build step (force→done): {:>8.2} s  ({:.1}× bare, {:.0} MB/s)",
         through.as_secs_f64(),

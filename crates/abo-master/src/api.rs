@@ -66,7 +66,10 @@ impl ApiError {
     }
     fn internal(e: impl std::fmt::Display) -> ApiError {
         tracing::error!("API: {e}");
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error (see the master's log)".into())
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error (see the master's log)".into(),
+        )
     }
 }
 
@@ -180,10 +183,7 @@ async fn builders(State(api): State<Api>) -> Answer {
     Ok(Json(list).into_response())
 }
 
-async fn builds(
-    State(api): State<Api>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Answer {
+async fn builds(State(api): State<Api>, Query(query): Query<HashMap<String, String>>) -> Answer {
     for key in query.keys() {
         if !matches!(key.as_str(), "builder" | "limit" | "before") {
             return Err(ApiError::bad(format!(
@@ -246,7 +246,12 @@ async fn build(State(api): State<Api>, Path(id): Path<String>) -> Answer {
     if b.finished_at.is_none() {
         // The steps not started yet, from the plan the build runs.
         if let Some(builder) = api.shared.builder(&b.builder) {
-            let next = details.steps.iter().map(|s| s.step.index as usize + 1).max().unwrap_or(0);
+            let next = details
+                .steps
+                .iter()
+                .map(|s| s.step.index as usize + 1)
+                .max()
+                .unwrap_or(0);
             for (index, step) in builder.steps.iter().enumerate().skip(next) {
                 steps.push(json!({
                     "index": index,
@@ -345,7 +350,10 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .ok()?;
-    let (name, password) = String::from_utf8(decoded).ok()?.split_once(':').map(|(a, b)| (a.to_owned(), b.to_owned()))?;
+    let (name, password) = String::from_utf8(decoded)
+        .ok()?
+        .split_once(':')
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))?;
     Some((name, password))
 }
 
@@ -365,17 +373,19 @@ async fn authenticate(api: &Api, headers: &HeaderMap) -> Result<String, ApiError
             ));
         }
     }
-    let unauthorized =
-        || ApiError(StatusCode::UNAUTHORIZED, "authentication required: HTTP Basic credentials of a user added with `abo user add`".into());
+    let unauthorized = || {
+        ApiError(
+            StatusCode::UNAUTHORIZED,
+            "authentication required: HTTP Basic credentials of a user added with `abo user add`"
+                .into(),
+        )
+    };
     let Some((name, password)) = basic_credentials(headers) else {
         return Err(unauthorized());
     };
     let key = (name.clone(), Sha256::digest(password.as_bytes()).into());
     {
-        let mut cache = api
-            .auth_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut cache = api.auth_cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.retain(|_, at| at.elapsed() < AUTH_CACHE_FOR);
         if cache.contains_key(&key) {
             return Ok(name);
@@ -484,7 +494,10 @@ async fn force(
     });
     if !handed {
         // Stored: the next start dispatches it.
-        tracing::warn!(request = id.0, "the build runner has stopped; the request waits for the next start");
+        tracing::warn!(
+            request = id.0,
+            "the build runner has stopped; the request waits for the next start"
+        );
     }
     Ok((StatusCode::CREATED, Json(json!({ "request": id.0 }))).into_response())
 }
@@ -561,7 +574,10 @@ async fn artifact(State(api): State<Api>, Path(path): Path<String>) -> Answer {
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
     let mut response = Response::new(body);
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(&real)));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(&real)),
+    );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.len()));
     // Uploaded pages run in a sandbox: no script of theirs acts with the API's origin.
     h.insert(

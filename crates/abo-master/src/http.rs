@@ -80,7 +80,10 @@ pub fn router(registry: Arc<WorkerRegistry>) -> Router {
 }
 
 /// The workers endpoint, and the builds API when the master runs builds.
-pub(crate) fn full_router(registry: Arc<WorkerRegistry>, builds: Option<crate::api::Api>) -> Router {
+pub(crate) fn full_router(
+    registry: Arc<WorkerRegistry>,
+    builds: Option<crate::api::Api>,
+) -> Router {
     let mut app = Router::new()
         .route("/api/v1/workers", get(workers))
         .with_state(registry);

@@ -76,8 +76,8 @@ mod transfer;
 
 pub use api::{verify_password, AUTH_CACHE_FOR};
 pub use config::{
-    BuildSetup, Capability, MasterConfig, Timing, WorkerAccount, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_LOST_AFTER,
-    DEFAULT_MAX_LINE_LENGTH, DEFAULT_PING_INTERVAL, DEFAULT_REQUEST_TIMEOUT,
+    BuildSetup, Capability, MasterConfig, Timing, WorkerAccount, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_LOST_AFTER, DEFAULT_MAX_LINE_LENGTH, DEFAULT_PING_INTERVAL, DEFAULT_REQUEST_TIMEOUT,
 };
 pub use error::{Error, LostReason};
 pub use handle::{

@@ -73,7 +73,8 @@ pub async fn start(config: MasterConfig) -> Result<RunningMaster, Error> {
     // bound: nothing is accepted that could not be recorded.
     let prepared = match &config.builds {
         Some(setup) => {
-            let passwords: Vec<String> = config.workers.iter().map(|w| w.password.clone()).collect();
+            let passwords: Vec<String> =
+                config.workers.iter().map(|w| w.password.clone()).collect();
             Some(crate::runner::prepare(setup, &passwords).await?)
         }
         None => None,

@@ -73,6 +73,11 @@ warn-on-failure = true
 name = "fine"
 command = ["true"]
 
+[[step-sets.quiet]]
+name = "silent"
+command = ["sleep", "20"]
+timeout = 1
+
 [[step-sets.analyze]]
 name = "testing"
 command = ["sh", "-c", "printf '2024-05-02 10:00:00,100 100 ERROR testdb odoo.addons.m.tests.t: FAIL: T.t\n' > test.log; echo ran"]
@@ -87,7 +92,7 @@ log = "test"
 
 #[test]
 fn results_properties_secrets_and_api_refusals() {
-    let manifest: String = ["ok", "fails", "halts", "warns", "analyze"]
+    let manifest: String = ["ok", "fails", "halts", "warns", "quiet", "analyze"]
         .iter()
         .map(|s| section(s, s))
         .collect();
@@ -110,7 +115,10 @@ fn results_properties_secrets_and_api_refusals() {
     assert_eq!(build["state"], "finished");
     assert_eq!(build["worker"], "w1");
     assert_eq!(build["properties"]["computed"], "value-from-the-worker");
-    assert_eq!(build["properties"]["leak"], "***", "secrets are masked in properties");
+    assert_eq!(
+        build["properties"]["leak"], "***",
+        "secrets are masked in properties"
+    );
     let hello = master.log(id, 0, "stdio");
     assert!(hello.contains("hello ok pref hi"), "{hello}");
     assert!(hello.contains("oops"), "stderr is in the log: {hello}");
@@ -119,7 +127,9 @@ fn results_properties_secrets_and_api_refusals() {
     let used = master.log(id, 2, "stdio");
     assert!(used.contains("got:value-from-the-worker"), "{used}");
     assert!(used.contains("PATHLIKE=/one:/two"), "{used}");
-    let log = master.get(&format!("/api/v1/builds/{id}/steps/0/logs/stdio?offset=3&limit=5"));
+    let log = master.get(&format!(
+        "/api/v1/builds/{id}/steps/0/logs/stdio?offset=3&limit=5"
+    ));
     assert_eq!(log.header("x-abo-log-complete"), Some("true"));
     let size: usize = log.header("x-abo-log-size").unwrap().parse().unwrap();
     assert_eq!(size, hello.len());
@@ -131,7 +141,10 @@ fn results_properties_secrets_and_api_refusals() {
     let b = master.get_json(&format!("/api/v1/builds/{}", req["builds"][0]));
     assert_eq!(
         step_results(&b),
-        [("boom".into(), "failure".into()), ("after".into(), "success".into())]
+        [
+            ("boom".into(), "failure".into()),
+            ("after".into(), "success".into())
+        ]
     );
     // halt-on-failure skips the rest.
     let req = master.wait_request(master.force("halts", &[]), WAIT);
@@ -139,16 +152,32 @@ fn results_properties_secrets_and_api_refusals() {
     let b = master.get_json(&format!("/api/v1/builds/{}", req["builds"][0]));
     assert_eq!(
         step_results(&b),
-        [("boom".into(), "failure".into()), ("never".into(), "skipped".into())]
+        [
+            ("boom".into(), "failure".into()),
+            ("never".into(), "skipped".into())
+        ]
     );
     // warn-on-failure without flunk: warnings.
     let req = master.wait_request(master.force("warns", &[]), WAIT);
     assert_eq!(req["result"], "warnings");
+    // A step silent for longer than its timeout is killed and fails.
+    let req = master.wait_request(master.force("quiet", &[]), WAIT);
+    assert_eq!(req["result"], "failure");
+    let b = master.get_json(&format!("/api/v1/builds/{}", req["builds"][0]));
+    let why = b["steps"][0]["description"].as_str().unwrap();
+    assert!(why.contains("timed out"), "{b}");
     // The log analysis reads the collected test log.
     let req = master.wait_request(master.force("analyze", &[]), WAIT);
-    assert_eq!(req["result"], "failure", "{req}");
     let id = req["builds"][0].as_u64().unwrap();
     let b = master.get_json(&format!("/api/v1/builds/{id}"));
+    assert_eq!(
+        req["result"],
+        "failure",
+        "{b}\ntesting:\n{}\ntest:\n{}\nanalyze:\n{}",
+        master.log(id, 0, "stdio"),
+        master.log(id, 0, "test"),
+        master.log(id, 1, "stdio")
+    );
     assert_eq!(step_results(&b)[1], ("analyze".into(), "failure".into()));
     let test_log = master.log(id, 0, "test");
     assert!(test_log.contains("FAIL: T.t"), "{test_log}");
@@ -170,7 +199,11 @@ fn results_properties_secrets_and_api_refusals() {
     assert_eq!(builds.as_array().unwrap().len(), 2);
     let first = builds[0]["id"].as_u64().unwrap();
     let older = master.get_json(&format!("/api/v1/builds?before={first}&builder=ok"));
-    assert!(older.as_array().unwrap().iter().all(|b| b["builder"] == "ok"));
+    assert!(older
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|b| b["builder"] == "ok"));
 
     // Refusals.
     let a = master.http;
@@ -187,7 +220,11 @@ fn results_properties_secrets_and_api_refusals() {
     assert_eq!(r.status, 401);
     let r = master.post("/api/v1/builders/ok/force", "{not json");
     assert_eq!(r.status, 400);
-    assert!(r.json()["error"].as_str().unwrap().contains("body"), "{}", r.text());
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("body"),
+        "{}",
+        r.text()
+    );
     let r = master.post("/api/v1/builders/ok/force", r#"{"properties": {"a": 1}}"#);
     assert_eq!(r.status, 400, "{}", r.text());
     let r = master.post("/api/v1/builders/nope/force", "{}");
@@ -201,7 +238,9 @@ fn results_properties_secrets_and_api_refusals() {
     assert_eq!(r.status, 409, "{}", r.text());
 
     let log = master.log_text();
-    assert!(!log.contains("tok-SECRET-123") && !log.contains("pw-one") && !log.contains("alice-pw"));
+    assert!(
+        !log.contains("tok-SECRET-123") && !log.contains("pw-one") && !log.contains("alice-pw")
+    );
 }
 
 const TRANSFER_TOML: &str = r#"
@@ -246,7 +285,12 @@ dest = "%(where)s"
 #[test]
 fn downloads_uploads_and_artifacts() {
     let manifest = section("xfer", "xfer") + &section("evil", "evil");
-    let m = MasterDir::new(TRANSFER_TOML, &manifest, "[w1]\npassword = pw-one\n");
+    let public = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "allowed-upload-roots = [{:?}]\n{TRANSFER_TOML}",
+        public.path().display().to_string()
+    );
+    let m = MasterDir::new(&toml, &manifest, "[w1]\npassword = pw-one\n");
     std::fs::create_dir_all(m.dir.join("files")).unwrap();
     std::fs::write(m.dir.join("files/input.txt"), "payload from the master\n").unwrap();
     let master = m.start();
@@ -272,11 +316,26 @@ fn downloads_uploads_and_artifacts() {
     assert_eq!(master.get("/artifacts/out/master.toml").status, 404);
 
     // Upload destinations made from properties cannot leave the artifacts directory.
-    for (dest, bad) in [("../escape.txt", true), ("/etc/abo-escape", true), ("fine/f", false)] {
+    for (dest, bad) in [
+        ("../escape.txt", true),
+        ("/etc/abo-escape", true),
+        ("fine/f", false),
+    ] {
         let req = master.wait_request(master.force("evil", &[("where", dest)]), WAIT);
         let expected = if bad { "exception" } else { "success" };
         assert_eq!(req["result"], expected, "{dest}: {req}");
     }
+    // Inside an allowed absolute root: accepted (and not served: it is not an artifact).
+    let inside = public.path().join("docs/f");
+    let req = master.wait_request(
+        master.force("evil", &[("where", &inside.display().to_string())]),
+        WAIT,
+    );
+    assert_eq!(req["result"], "success", "{req}");
+    assert_eq!(std::fs::read_to_string(&inside).unwrap(), "x\n");
+    let climbing = format!("{}/../x", public.path().display());
+    let req = master.wait_request(master.force("evil", &[("where", &climbing)]), WAIT);
+    assert_eq!(req["result"], "exception", "{req}");
     assert!(!m.dir.join("escape.txt").exists());
     assert!(!std::path::Path::new("/etc/abo-escape").exists());
     assert_eq!(master.get("/artifacts/fine/f").text(), "x\n");
@@ -294,7 +353,11 @@ command = ["true"]
 
 #[test]
 fn a_stop_cancels_the_running_build() {
-    let m = MasterDir::new(STOP_TOML, &section("slow", "slow"), "[w1]\npassword = pw-one\n");
+    let m = MasterDir::new(
+        STOP_TOML,
+        &section("slow", "slow"),
+        "[w1]\npassword = pw-one\n",
+    );
     let master = m.start();
     let worker = m.worker(&master, "w1", "pw-one");
     master.wait_connected("w1", &worker);
@@ -319,7 +382,13 @@ fn a_stop_cancels_the_running_build() {
     assert_eq!(done["result"], "cancelled");
     assert_eq!(
         step_results(&done),
-        [("sleep".into(), "cancelled".into()), ("after".into(), "skipped".into())]
+        [
+            ("sleep".into(), "cancelled".into()),
+            ("after".into(), "skipped".into())
+        ]
     );
-    assert_eq!(master.post(&format!("/api/v1/builds/{b}/stop"), "").status, 409);
+    assert_eq!(
+        master.post(&format!("/api/v1/builds/{b}/stop"), "").status,
+        409
+    );
 }

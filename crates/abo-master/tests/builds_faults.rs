@@ -51,7 +51,9 @@ fn a_worker_killed_mid_build_makes_it_retry_on_another() {
     master.wait_connected("w1", &w1);
     let r = master.force("slow", &[]);
     let b1 = first_build(&master, r);
-    master.wait_build(b1, WAIT, |_| master.log(b1, 0, "stdio").contains("first-w1"));
+    master.wait_build(b1, WAIT, |_| {
+        master.log(b1, 0, "stdio").contains("first-w1")
+    });
     let w2 = m.worker(&master, "w2", "pw-two");
     master.wait_connected("w2", &w2);
     w1.kill();
@@ -75,7 +77,9 @@ fn a_worker_that_comes_back_late_writes_nothing() {
     master.wait_connected("w1", &w1);
     let r = master.force("slow", &[]);
     let b1 = first_build(&master, r);
-    master.wait_build(b1, WAIT, |_| master.log(b1, 0, "stdio").contains("first-w1"));
+    master.wait_build(b1, WAIT, |_| {
+        master.log(b1, 0, "stdio").contains("first-w1")
+    });
     let w2 = m.worker(&master, "w2", "pw-two");
     master.wait_connected("w2", &w2);
     // Frozen: silent past worker-lost-after (2 s), its build goes to w2.
@@ -110,7 +114,9 @@ fn a_master_killed_mid_build_marks_it_interrupted_and_runs_it_again() {
     master.wait_connected("w1", &w1);
     let r = master.force("slow", &[]);
     let b1 = first_build(&master, r);
-    master.wait_build(b1, WAIT, |_| master.log(b1, 0, "stdio").contains("first-w1"));
+    master.wait_build(b1, WAIT, |_| {
+        master.log(b1, 0, "stdio").contains("first-w1")
+    });
     master.kill();
     drop(master);
     let restarted_at = Instant::now();
@@ -118,7 +124,10 @@ fn a_master_killed_mid_build_marks_it_interrupted_and_runs_it_again() {
     let first = master.get_json(&format!("/api/v1/builds/{b1}"));
     assert_eq!(first["result"], "retry", "{first}");
     assert!(
-        first["description"].as_str().unwrap().contains("interrupted"),
+        first["description"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted"),
         "{first}"
     );
     // The worker reconnects on its own; the request runs again and succeeds.
@@ -128,7 +137,10 @@ fn a_master_killed_mid_build_marks_it_interrupted_and_runs_it_again() {
         if let Some(b) = req["builds"][1].as_u64() {
             break b;
         }
-        assert!(restarted_at.elapsed() < deadline, "not dispatched again: {req}");
+        assert!(
+            restarted_at.elapsed() < deadline,
+            "not dispatched again: {req}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let dispatched = restarted_at.elapsed();

@@ -105,10 +105,16 @@ fn a_200_mb_step_keeps_the_master_flat_and_its_log_readable() {
         // A page in the middle reads like the output.
         let middle = master.get(&format!("{url}?offset={}&limit=4096", size / 2));
         assert_eq!(middle.body.len(), 4096);
-        let expected: &[u8] = if step == 0 { b"abcdefghij" } else { b"xxxxxxxxxx" };
+        let expected: &[u8] = if step == 0 {
+            b"abcdefghij"
+        } else {
+            b"xxxxxxxxxx"
+        };
         assert!(middle.body.windows(10).any(|w| w == expected));
     }
     // A page is at most MAX_READ_BYTES, whatever the limit asked.
-    let line = master.get(&format!("/api/v1/builds/{build}/steps/1/logs/stdio?limit=10000000"));
+    let line = master.get(&format!(
+        "/api/v1/builds/{build}/steps/1/logs/stdio?limit=10000000"
+    ));
     assert_eq!(line.body.len(), abo_store::MAX_READ_BYTES);
 }

@@ -3,9 +3,12 @@
 //! Every typed reader goes through [`Ctx`], so every error names the op, the seq_number (when
 //! it was read) and the path of the offending key, and no reader can forget one of them.
 
+use bytes::Bytes;
+
 use crate::error::DecodeError;
 use crate::ids::SeqNumber;
 use crate::msgpack::{Node, Writer};
+use crate::text::Text;
 use crate::value::{Int, Value};
 
 /// Where in which message a value is being read.
@@ -13,6 +16,9 @@ use crate::value::{Int, Value};
 pub(crate) struct Ctx<'a> {
     pub(crate) op: &'a str,
     pub(crate) seq: Option<SeqNumber>,
+    /// The frame being decoded, when the caller shares it ([`crate::decode_bytes`]): output
+    /// text is then a slice of it instead of a copy.
+    pub(crate) frame: Option<&'a Bytes>,
 }
 
 impl Ctx<'_> {
@@ -43,62 +49,78 @@ impl Ctx<'_> {
         }
     }
 
-    pub(crate) fn utf8(&self, key: &str, bytes: Vec<u8>) -> Result<String, DecodeError> {
-        String::from_utf8(bytes).map_err(|e| {
+    /// Checks a str for UTF-8 (the Python peer unpacks with `raw=False`).
+    pub(crate) fn str<'b>(&self, key: &str, bytes: &'b [u8]) -> Result<&'b str, DecodeError> {
+        std::str::from_utf8(bytes).map_err(|e| {
             self.invalid(
                 key,
-                format!(
-                    "str is not UTF-8 (bad byte at {})",
-                    e.utf8_error().valid_up_to()
-                ),
+                format!("str is not UTF-8 (bad byte at {})", e.valid_up_to()),
             )
         })
     }
 
-    pub(crate) fn string(&self, key: &str, node: Node) -> Result<String, DecodeError> {
+    pub(crate) fn utf8(&self, key: &str, bytes: &[u8]) -> Result<String, DecodeError> {
+        self.str(key, bytes).map(str::to_owned)
+    }
+
+    pub(crate) fn string(&self, key: &str, node: Node<'_>) -> Result<String, DecodeError> {
         match node {
             Node::Str(b) => self.utf8(key, b),
             other => Err(self.wrong(key, "str", &other)),
         }
     }
 
+    /// Output text: a str, shared with the frame when the caller gave it, else copied.
+    pub(crate) fn text(&self, key: &str, node: Node<'_>) -> Result<Text, DecodeError> {
+        match node {
+            Node::Str(b) => {
+                let s = self.str(key, b)?;
+                Ok(match self.frame {
+                    Some(frame) => Text::slice_of(frame, s),
+                    None => Text::from(s),
+                })
+            }
+            other => Err(self.wrong(key, "str", &other)),
+        }
+    }
+
     /// File data: bin, or str from a msgpack-python < 1.0 peer, taken as raw bytes without
     /// UTF-8 validation.
-    pub(crate) fn bytes(&self, key: &str, node: Node) -> Result<Vec<u8>, DecodeError> {
+    pub(crate) fn bytes(&self, key: &str, node: Node<'_>) -> Result<Vec<u8>, DecodeError> {
         match node {
-            Node::Bin(b) | Node::Str(b) => Ok(b),
+            Node::Bin(b) | Node::Str(b) => Ok(b.to_vec()),
             other => Err(self.wrong(key, "bin", &other)),
         }
     }
 
-    pub(crate) fn int(&self, key: &str, node: Node) -> Result<Int, DecodeError> {
+    pub(crate) fn int(&self, key: &str, node: Node<'_>) -> Result<Int, DecodeError> {
         match node {
             Node::Int(n) => Ok(n),
             other => Err(self.wrong(key, "int", &other)),
         }
     }
 
-    pub(crate) fn u64(&self, key: &str, node: Node) -> Result<u64, DecodeError> {
+    pub(crate) fn u64(&self, key: &str, node: Node<'_>) -> Result<u64, DecodeError> {
         let n = self.int(key, node)?;
         n.as_u64()
             .ok_or_else(|| self.invalid(key, format!("{n} is negative")))
     }
 
-    pub(crate) fn u32(&self, key: &str, node: Node) -> Result<u32, DecodeError> {
+    pub(crate) fn u32(&self, key: &str, node: Node<'_>) -> Result<u32, DecodeError> {
         let n = self.int(key, node)?;
         n.as_u64()
             .and_then(|n| u32::try_from(n).ok())
             .ok_or_else(|| self.invalid(key, format!("{n} is out of range")))
     }
 
-    pub(crate) fn i64(&self, key: &str, node: Node) -> Result<i64, DecodeError> {
+    pub(crate) fn i64(&self, key: &str, node: Node<'_>) -> Result<i64, DecodeError> {
         let n = self.int(key, node)?;
         n.as_i64()
             .ok_or_else(|| self.invalid(key, format!("{n} is out of range")))
     }
 
     /// A number where Python may send either an int or a float.
-    pub(crate) fn f64(&self, key: &str, node: Node) -> Result<f64, DecodeError> {
+    pub(crate) fn f64(&self, key: &str, node: Node<'_>) -> Result<f64, DecodeError> {
         match node {
             Node::Float(x) => Ok(x),
             // Exact up to 2^53, which covers every timestamp and duration the protocol carries.
@@ -109,7 +131,7 @@ impl Ctx<'_> {
 
     /// A boolean; ints are accepted as Python truth values because some tac files write
     /// `0`/`1` where a bool is meant (e.g. `delete_leftover_dirs`).
-    pub(crate) fn bool(&self, key: &str, node: Node) -> Result<bool, DecodeError> {
+    pub(crate) fn bool(&self, key: &str, node: Node<'_>) -> Result<bool, DecodeError> {
         match node {
             Node::Bool(b) => Ok(b),
             Node::Int(n) => Ok(n.get() != 0),
@@ -117,14 +139,14 @@ impl Ctx<'_> {
         }
     }
 
-    pub(crate) fn array(&self, key: &str, node: Node) -> Result<Vec<Node>, DecodeError> {
+    pub(crate) fn array<'n>(&self, key: &str, node: Node<'n>) -> Result<Vec<Node<'n>>, DecodeError> {
         match node {
             Node::Array(items) => Ok(items),
             other => Err(self.wrong(key, "array", &other)),
         }
     }
 
-    pub(crate) fn strings(&self, key: &str, node: Node) -> Result<Vec<String>, DecodeError> {
+    pub(crate) fn strings(&self, key: &str, node: Node<'_>) -> Result<Vec<String>, DecodeError> {
         self.array(key, node)?
             .into_iter()
             .enumerate()
@@ -132,10 +154,10 @@ impl Ctx<'_> {
             .collect()
     }
 
-    pub(crate) fn fields(&self, key: &str, node: Node) -> Result<Fields, DecodeError> {
+    pub(crate) fn fields<'n>(&self, key: &str, node: Node<'n>) -> Result<Fields<'n>, DecodeError> {
         match node {
             Node::Map(entries) => {
-                let mut out: Vec<(String, Node)> = Vec::with_capacity(entries.len());
+                let mut out: Vec<(String, Node<'n>)> = Vec::with_capacity(entries.len());
                 for (k, v) in entries {
                     let k = match k {
                         Node::Str(b) => self.utf8(&format!("{key} (a key)"), b)?,
@@ -153,14 +175,14 @@ impl Ctx<'_> {
     }
 
     /// Any value, with every str checked for UTF-8.
-    pub(crate) fn value(&self, key: &str, node: Node) -> Result<Value, DecodeError> {
+    pub(crate) fn value(&self, key: &str, node: Node<'_>) -> Result<Value, DecodeError> {
         Ok(match node {
             Node::Nil => Value::Nil,
             Node::Bool(b) => Value::Bool(b),
             Node::Int(n) => Value::Int(n),
             Node::Float(x) => Value::Float(x),
             Node::Str(b) => Value::Str(self.utf8(key, b)?),
-            Node::Bin(b) => Value::Bin(b),
+            Node::Bin(b) => Value::Bin(b.to_vec()),
             Node::Array(items) => Value::Array(
                 items
                     .into_iter()
@@ -187,25 +209,25 @@ impl Ctx<'_> {
 
 /// The entries of a string-keyed map, taken out one by one by the typed readers.
 #[derive(Debug)]
-pub(crate) struct Fields {
-    entries: Vec<(String, Node)>,
+pub(crate) struct Fields<'n> {
+    entries: Vec<(String, Node<'n>)>,
 }
 
-impl Fields {
+impl<'n> Fields<'n> {
     /// Wraps entries whose keys are already checked to be distinct strings.
-    pub(crate) fn new(entries: Vec<(String, Node)>) -> Fields {
+    pub(crate) fn new(entries: Vec<(String, Node<'n>)>) -> Fields<'n> {
         Fields { entries }
     }
 
     /// Removes and returns the value under `key`.
-    pub(crate) fn take(&mut self, key: &str) -> Option<Node> {
+    pub(crate) fn take(&mut self, key: &str) -> Option<Node<'n>> {
         let i = self.entries.iter().position(|(k, _)| k == key)?;
         Some(self.entries.remove(i).1)
     }
 
     /// Like [`Fields::take`], with nil read as absent: Python code reads these keys with
     /// `args.get(key)`, for which the two are the same.
-    pub(crate) fn take_opt(&mut self, key: &str) -> Option<Node> {
+    pub(crate) fn take_opt(&mut self, key: &str) -> Option<Node<'n>> {
         match self.take(key) {
             None | Some(Node::Nil) => None,
             Some(node) => Some(node),
@@ -218,35 +240,54 @@ impl Fields {
         ctx: &Ctx<'_>,
         key: &str,
         path: &str,
-    ) -> Result<Node, DecodeError> {
+    ) -> Result<Node<'n>, DecodeError> {
         self.take(key).ok_or_else(|| ctx.missing(path))
     }
 
     /// What is left, in wire order.
-    pub(crate) fn into_rest(self) -> Vec<(String, Node)> {
+    pub(crate) fn into_rest(self) -> Vec<(String, Node<'n>)> {
         self.entries
     }
 }
 
-/// Builds a map whose length is only known once all optional keys have been written.
-#[derive(Debug, Default)]
-pub(crate) struct MapWriter {
+/// Writes a map whose length is only known once all optional keys have been written,
+/// straight into the message's buffer: a one-byte fixmap header is reserved and patched at
+/// [`MapWriter::finish`] (a map of more than 15 keys, rare, moves its body up by the two bytes
+/// a map16 header needs). Building the body apart and copying it in would copy every
+/// `update`'s output once more.
+#[derive(Debug)]
+pub(crate) struct MapWriter<'w> {
+    w: &'w mut Writer,
+    start: usize,
     n: usize,
-    body: Writer,
 }
 
-impl MapWriter {
+impl<'w> MapWriter<'w> {
+    /// Starts a map at the end of `w`.
+    pub(crate) fn new(w: &'w mut Writer) -> MapWriter<'w> {
+        let start = w.buf.len();
+        w.buf.push(0x80);
+        MapWriter { w, start, n: 0 }
+    }
+
     /// Writes `key` and returns the writer for its value.
     pub(crate) fn key(&mut self, key: &str) -> &mut Writer {
         self.n += 1;
-        self.body.str(key);
-        &mut self.body
+        self.w.str(key);
+        self.w
     }
 
-    /// Appends the finished map to `w`.
-    pub(crate) fn finish(self, w: &mut Writer) {
-        w.map(self.n);
-        w.buf.extend_from_slice(&self.body.buf);
+    /// Writes the map's real header.
+    pub(crate) fn finish(self) {
+        if self.n <= 15 {
+            self.w.buf[self.start] = 0x80 | self.n as u8;
+        } else {
+            let mut header = Writer::default();
+            header.map(self.n);
+            self.w
+                .buf
+                .splice(self.start..self.start + 1, header.buf.iter().copied());
+        }
     }
 }
 

@@ -435,7 +435,7 @@ impl Command {
 
     /// Writes `args` (the map only; `command_name` comes from [`Command::kind`]).
     pub(crate) fn encode_args(&self, w: &mut Writer) {
-        let mut m = MapWriter::default();
+        let mut m = MapWriter::new(w);
         match self {
             Command::Shell(a) => encode_shell(a, &mut m),
             Command::UploadFile(a) => {
@@ -479,7 +479,7 @@ impl Command {
             | Command::Listdir { path }
             | Command::Rmfile { path } => m.key("path").str(path),
         }
-        m.finish(w);
+        m.finish();
     }
 }
 
@@ -577,14 +577,14 @@ fn decode_shell(ctx: &Ctx<'_>, f: &mut Fields) -> Result<ShellArgs, DecodeError>
     })
 }
 
-fn encode_shell(a: &ShellArgs, m: &mut MapWriter) {
+fn encode_shell(a: &ShellArgs, m: &mut MapWriter<'_>) {
     m.key("workdir").str(&a.workdir);
     match &a.command {
         CommandLine::Shell(s) => m.key("command").str(s),
         CommandLine::Argv(argv) => write_strings(m.key("command"), argv),
     }
     if !a.env.is_empty() {
-        let mut env = MapWriter::default();
+        let mut env = MapWriter::new(m.key("env"));
         for (name, value) in &a.env {
             let w = env.key(name);
             match value {
@@ -593,7 +593,7 @@ fn encode_shell(a: &ShellArgs, m: &mut MapWriter) {
                 EnvValue::Unset => w.nil(),
             }
         }
-        env.finish(m.key("env"));
+        env.finish();
     }
     if let Some(b) = a.want_stdout {
         m.key("want_stdout").bool(b);
@@ -620,20 +620,20 @@ fn encode_shell(a: &ShellArgs, m: &mut MapWriter) {
         m.key("usePTY").bool(b);
     }
     if !a.logfiles.is_empty() {
-        let mut lfs = MapWriter::default();
+        let mut lfs = MapWriter::new(m.key("logfiles"));
         for (name, lf) in &a.logfiles {
             let w = lfs.key(name);
             match lf {
                 LogFile::Path(p) => w.str(p),
                 LogFile::Watch { filename, follow } => {
-                    let mut spec = MapWriter::default();
+                    let mut spec = MapWriter::new(w);
                     spec.key("filename").str(filename);
                     spec.key("follow").bool(*follow);
-                    spec.finish(w);
+                    spec.finish();
                 }
             }
         }
-        lfs.finish(m.key("logfiles"));
+        lfs.finish();
     }
     if let Some(s) = &a.initial_stdin {
         m.key("initial_stdin").str(s);
@@ -644,7 +644,7 @@ fn encode_shell(a: &ShellArgs, m: &mut MapWriter) {
 }
 
 fn fs_options(
-    m: &mut MapWriter,
+    m: &mut MapWriter<'_>,
     log_environ: Option<bool>,
     timeout: Option<Seconds>,
     max_time: Option<Seconds>,
@@ -660,7 +660,7 @@ fn fs_options(
     }
 }
 
-fn opt_u64_always(m: &mut MapWriter, key: &str, v: Option<u64>) {
+fn opt_u64_always(m: &mut MapWriter<'_>, key: &str, v: Option<u64>) {
     match v {
         Some(n) => m.key(key).uint(n),
         None => m.key(key).nil(),

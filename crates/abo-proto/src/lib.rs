@@ -109,6 +109,7 @@ mod info;
 mod message;
 mod msgpack;
 mod session;
+mod text;
 mod update;
 mod value;
 
@@ -124,6 +125,7 @@ pub use session::{
     MasterEvent, MasterSession, Reply, ReplyToken, Sent, WorkerEvent, WorkerReply, WorkerSent,
     WorkerSession,
 };
+pub use text::Text;
 pub use update::{FailureReason, LineInfo, StatResult, UpdateEntry};
 pub use value::{Int, Value, ValueKind};
 
@@ -154,7 +156,11 @@ impl Default for Limits {
 /// forms msgpack-python 1.x chooses, so a frame decoded from the stock worker re-encodes to
 /// the same bytes (unless it carried keys this crate drops, or str where bin is due).
 pub fn encode(msg: &Message) -> Vec<u8> {
-    let mut w = msgpack::Writer::default();
+    // Sized up front: an `update` is mostly output text, and growing the buffer by doubling
+    // would copy it again at each step.
+    let mut w = msgpack::Writer {
+        buf: Vec::with_capacity(msg.size_hint()),
+    };
     msg.write(&mut w);
     w.buf
 }
@@ -174,7 +180,12 @@ pub fn decode_value(frame: &[u8], limits: &Limits) -> Result<Value, DecodeError>
         });
     }
     let node = msgpack::parse(frame, limits.max_depth)?;
-    codec::Ctx { op: "?", seq: None }.value("(frame)", node)
+    codec::Ctx {
+        op: "?",
+        seq: None,
+        frame: None,
+    }
+    .value("(frame)", node)
 }
 
 /// Encodes an untyped [`Value`] with the same msgpack forms as [`encode`].
@@ -184,14 +195,30 @@ pub fn encode_value(value: &Value) -> Vec<u8> {
     w.buf
 }
 
-/// Decodes one frame: size check, msgpack, then the typed message.
+/// Decodes one frame: size check, msgpack, then the typed message. Output text
+/// ([`LineInfo::text`]) is copied out of `frame`; [`decode_bytes`] shares it instead.
 pub fn decode_with(frame: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
+    check_size(frame, limits)?;
+    let node = msgpack::parse(frame, limits.max_depth)?;
+    message::read(node, None)
+}
+
+/// [`decode_with`] for a frame held in [`bytes::Bytes`] (as WebSocket libraries hand them
+/// out): output text is checked for UTF-8 and then shared with the frame, not copied, so
+/// command output costs one validation pass and no allocation. Every other field is copied
+/// as with [`decode_with`]; the result is the same message.
+pub fn decode_bytes(frame: &bytes::Bytes, limits: &Limits) -> Result<Message, DecodeError> {
+    check_size(frame, limits)?;
+    let node = msgpack::parse(frame, limits.max_depth)?;
+    message::read(node, Some(frame))
+}
+
+fn check_size(frame: &[u8], limits: &Limits) -> Result<(), DecodeError> {
     if frame.len() > limits.max_frame_bytes {
         return Err(DecodeError::TooLarge {
             len: frame.len(),
             max: limits.max_frame_bytes,
         });
     }
-    let node = msgpack::parse(frame, limits.max_depth)?;
-    message::read(node)
+    Ok(())
 }

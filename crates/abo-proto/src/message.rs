@@ -9,6 +9,8 @@
 //! an answer for them: the stock worker replies with an exception response
 //! `"Command <op> does not exist."` ([`Outcome::unknown_op`]), and the connection stays up.
 
+use bytes::Bytes;
+
 use crate::codec::{Ctx, Fields, MapWriter};
 use crate::command::{Command, Seconds};
 use crate::error::DecodeError;
@@ -259,10 +261,41 @@ impl Message {
         }
     }
 
+    /// Bytes the encoded message takes, at most (for output and file data) or about (for the
+    /// rest, which is small): lets [`crate::encode`] allocate once.
+    pub(crate) fn size_hint(&self) -> usize {
+        // The envelope: op, seq_number, command_id and the keys, with room to spare.
+        const ENVELOPE: usize = 96;
+        let id = |id: &CommandId| id.as_str().len();
+        match self {
+            Message::FromWorker { request, .. } => {
+                ENVELOPE
+                    + id(request.command_id())
+                    + match request {
+                        WorkerRequest::Update { entries, .. } => {
+                            entries.iter().map(UpdateEntry::size_hint).sum()
+                        }
+                        WorkerRequest::UploadFileWrite { data, .. }
+                        | WorkerRequest::UploadDirectoryWrite { data, .. } => data.len() + 5,
+                        WorkerRequest::Complete {
+                            failure: Some(text),
+                            ..
+                        } => text.len() + 5,
+                        _ => 0,
+                    }
+            }
+            Message::Response(Response {
+                outcome: Outcome::Ok(Value::Bin(data)),
+                ..
+            }) => ENVELOPE + data.len() + 5,
+            _ => ENVELOPE,
+        }
+    }
+
     /// Writes the message, keys in the order the Python peers use (`op` first, `seq_number`
     /// last for requests), so that re-encoding a captured frame reproduces its bytes.
     pub(crate) fn write(&self, w: &mut Writer) {
-        let mut m = MapWriter::default();
+        let mut m = MapWriter::new(w);
         m.key("op").str(self.op());
         match self {
             Message::FromMaster { seq, request } => {
@@ -285,21 +318,21 @@ impl Message {
             }
             Message::Unknown { seq, .. } => m.key("seq_number").uint(seq.get()),
         }
-        m.finish(w);
+        m.finish();
     }
 }
 
-fn write_master(request: &MasterRequest, m: &mut MapWriter) {
+fn write_master(request: &MasterRequest, m: &mut MapWriter<'_>) {
     match request {
         MasterRequest::Print { message } => m.key("message").str(message),
         MasterRequest::Keepalive | MasterRequest::GetWorkerInfo | MasterRequest::Shutdown => {}
         MasterRequest::SetWorkerSettings(s) => {
-            let mut a = MapWriter::default();
+            let mut a = MapWriter::new(m.key("args"));
             a.key("newline_re").str(&s.newline_re);
             a.key("max_line_length").uint(s.max_line_length);
             crate::codec::write_seconds(a.key("buffer_timeout"), s.buffer_timeout.0);
             a.key("buffer_size").uint(s.buffer_size);
-            a.finish(m.key("args"));
+            a.finish();
         }
         MasterRequest::StartCommand {
             command_id,
@@ -327,7 +360,7 @@ fn write_master(request: &MasterRequest, m: &mut MapWriter) {
     }
 }
 
-fn write_worker(request: &WorkerRequest, m: &mut MapWriter) {
+fn write_worker(request: &WorkerRequest, m: &mut MapWriter<'_>) {
     match request {
         WorkerRequest::Update { entries, .. } => UpdateEntry::encode_all(entries, m.key("args")),
         WorkerRequest::Complete { failure, .. } => match failure {
@@ -352,8 +385,9 @@ fn write_worker(request: &WorkerRequest, m: &mut MapWriter) {
     m.key("command_id").str(request.command_id().as_str());
 }
 
-/// Reads a parsed frame into a message.
-pub(crate) fn read(node: Node) -> Result<Message, DecodeError> {
+/// Reads a parsed frame into a message; `frame`, when given, is the buffer `node` was parsed
+/// from, which output text then shares.
+pub(crate) fn read(node: Node<'_>, frame: Option<&Bytes>) -> Result<Message, DecodeError> {
     let entries = match node {
         Node::Map(entries) => entries,
         other => {
@@ -362,10 +396,10 @@ pub(crate) fn read(node: Node) -> Result<Message, DecodeError> {
             })
         }
     };
-    let mut top: Vec<(String, Node)> = Vec::with_capacity(entries.len());
+    let mut top: Vec<(String, Node<'_>)> = Vec::with_capacity(entries.len());
     for (k, v) in entries {
         let k = match k {
-            Node::Str(b) => String::from_utf8(b).map_err(|_| DecodeError::InvalidValue {
+            Node::Str(b) => std::str::from_utf8(b).map(str::to_owned).map_err(|_| DecodeError::InvalidValue {
                 op: "?".to_owned(),
                 seq: None,
                 key: "(a key)".to_owned(),
@@ -386,16 +420,26 @@ pub(crate) fn read(node: Node) -> Result<Message, DecodeError> {
 
     let op = match f.take("op") {
         None => return Err(DecodeError::MissingOp),
-        Some(node) => Ctx { op: "?", seq: None }.string("op", node)?,
+        Some(node) => Ctx {
+            op: "?",
+            seq: None,
+            frame,
+        }
+        .string("op", node)?,
     };
     let seq = {
-        let ctx = Ctx { op: &op, seq: None };
+        let ctx = Ctx {
+            op: &op,
+            seq: None,
+            frame,
+        };
         let node = f.need(&ctx, "seq_number", "seq_number")?;
         SeqNumber::new(ctx.u64("seq_number", node)?)
     };
     let ctx = Ctx {
         op: &op,
         seq: Some(seq),
+        frame,
     };
     let c = &ctx;
 

@@ -15,21 +15,23 @@ use crate::value::{Int, Value, ValueKind};
 /// itself is iterative, but dropping, comparing and converting values recurse.
 pub(crate) const HARD_MAX_DEPTH: usize = 128;
 
-/// A parsed msgpack value whose strings are not yet checked for UTF-8.
+/// A parsed msgpack value whose strings are not yet checked for UTF-8. Strings and binaries
+/// borrow from the frame: the typed layer copies what it keeps, or shares the frame (see
+/// [`crate::Text`]), so parsing never copies a payload.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Node {
+pub(crate) enum Node<'a> {
     Nil,
     Bool(bool),
     Int(Int),
     Float(f64),
     /// A msgpack str, raw: validated only when the key is known to hold text.
-    Str(Vec<u8>),
-    Bin(Vec<u8>),
-    Array(Vec<Node>),
-    Map(Vec<(Node, Node)>),
+    Str(&'a [u8]),
+    Bin(&'a [u8]),
+    Array(Vec<Node<'a>>),
+    Map(Vec<(Node<'a>, Node<'a>)>),
 }
 
-impl Node {
+impl Node<'_> {
     pub(crate) fn kind(&self) -> ValueKind {
         match self {
             Node::Nil => ValueKind::Nil,
@@ -45,7 +47,7 @@ impl Node {
 }
 
 /// Parses exactly one msgpack value filling all of `buf`.
-pub(crate) fn parse(buf: &[u8], max_depth: usize) -> Result<Node, DecodeError> {
+pub(crate) fn parse(buf: &[u8], max_depth: usize) -> Result<Node<'_>, DecodeError> {
     let mut p = Parser {
         buf,
         pos: 0,
@@ -65,22 +67,22 @@ struct Parser<'a> {
 }
 
 /// What one header read: a complete scalar, or the start of a container.
-enum Item {
-    Done(Node),
+enum Item<'a> {
+    Done(Node<'a>),
     Array(usize),
     Map(usize),
 }
 
 /// A container being filled, on the reader's explicit stack (no recursion, so no stack
 /// overflow whatever the nesting).
-enum Open {
+enum Open<'a> {
     Array {
-        items: Vec<Node>,
+        items: Vec<Node<'a>>,
         left: usize,
     },
     Map {
-        entries: Vec<(Node, Node)>,
-        key: Option<Node>,
+        entries: Vec<(Node<'a>, Node<'a>)>,
+        key: Option<Node<'a>>,
         left: usize,
     },
 }
@@ -126,13 +128,13 @@ impl<'a> Parser<'a> {
             .map_err(|_| self.malformed(Malformed::Truncated))
     }
 
-    fn bytes(&mut self, len: usize) -> Result<Vec<u8>, DecodeError> {
-        Ok(self.take(len)?.to_vec())
+    fn bytes(&mut self, len: usize) -> Result<&'a [u8], DecodeError> {
+        self.take(len)
     }
 
     /// Reads the whole value with an explicit stack of open containers.
-    fn node(&mut self) -> Result<Node, DecodeError> {
-        let mut stack: Vec<Open> = Vec::new();
+    fn node(&mut self) -> Result<Node<'a>, DecodeError> {
+        let mut stack: Vec<Open<'a>> = Vec::new();
         loop {
             let mut node = match self.item()? {
                 Item::Done(node) => node,
@@ -219,7 +221,7 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn item(&mut self) -> Result<Item, DecodeError> {
+    fn item(&mut self) -> Result<Item<'a>, DecodeError> {
         let start = self.pos;
         let tag = self.u8()?;
         let node = match tag {
@@ -473,8 +475,8 @@ mod tests {
             Node::Int(Int::from(-129i64)),
             Node::Int(Int::from(u64::MAX)),
             Node::Float(1.5),
-            Node::Str(b"h\xffi".to_vec()),
-            Node::Bin(vec![1, 2, 3]),
+            Node::Str(b"h\xffi"),
+            Node::Bin(&[1, 2, 3]),
         ];
         for node in cases {
             let bytes = enc(|w| match &node {

@@ -9,13 +9,15 @@ use crate::codec::Ctx;
 use crate::command::write_strings;
 use crate::error::DecodeError;
 use crate::msgpack::{Node, Writer};
+use crate::text::Text;
 use crate::value::Value;
 
 /// Lines of output as the worker sends them: `[text, newline_idx, line_times]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LineInfo {
-    /// One or more complete lines, each ending in `\n`.
-    pub text: String,
+    /// One or more complete lines, each ending in `\n`. Decoded by the master as a slice of
+    /// the frame (see [`crate::decode_bytes`]); reads like a `&str`.
+    pub text: Text,
     /// Index in `text` of each line's `\n`. Python counts *characters*, so for non-ASCII text
     /// these are not byte offsets: split `text` on `\n` rather than trusting them (the stock
     /// master uses `text` only).
@@ -137,8 +139,24 @@ impl UpdateEntry {
         }
     }
 
+    /// Bytes the encoded entry takes: exact bounds for output (text, and 9 bytes at most per
+    /// index and per time), a guess for the small entries.
+    pub(crate) fn size_hint(&self) -> usize {
+        // `[key, value]` with the longest key (`failure_reason`).
+        const PAIR: usize = 24;
+        let lines = |l: &LineInfo| 16 + l.text.len() + 9 * (l.newline_idx.len() + l.line_times.len());
+        PAIR + match self {
+            UpdateEntry::Header(l) | UpdateEntry::Stdout(l) | UpdateEntry::Stderr(l) => lines(l),
+            UpdateEntry::Log { name, lines: l } => 8 + name.len() + lines(l),
+            UpdateEntry::Files(files) => files.iter().map(|f| f.len() + 5).sum::<usize>() + 5,
+            UpdateEntry::Stat(_) => 100,
+            UpdateEntry::Other { key, .. } => key.len() + 64,
+            UpdateEntry::Rc(_) | UpdateEntry::Elapsed(_) | UpdateEntry::FailureReason(_) => 32,
+        }
+    }
+
     /// Reads `args`: an array of `[key, value]` pairs.
-    pub(crate) fn decode_all(ctx: &Ctx<'_>, args: Node) -> Result<Vec<UpdateEntry>, DecodeError> {
+    pub(crate) fn decode_all(ctx: &Ctx<'_>, args: Node<'_>) -> Result<Vec<UpdateEntry>, DecodeError> {
         ctx.array("args", args)?
             .into_iter()
             .enumerate()
@@ -179,9 +197,9 @@ impl UpdateEntry {
     }
 }
 
-fn decode_entry(ctx: &Ctx<'_>, path: &str, pair: Node) -> Result<UpdateEntry, DecodeError> {
+fn decode_entry(ctx: &Ctx<'_>, path: &str, pair: Node<'_>) -> Result<UpdateEntry, DecodeError> {
     let items = ctx.array(path, pair)?;
-    let [key, value]: [Node; 2] = items.try_into().map_err(|v: Vec<Node>| {
+    let [key, value]: [Node<'_>; 2] = items.try_into().map_err(|v: Vec<Node<'_>>| {
         ctx.invalid(
             path,
             format!("{} elements, not a [key, value] pair", v.len()),
@@ -195,7 +213,7 @@ fn decode_entry(ctx: &Ctx<'_>, path: &str, pair: Node) -> Result<UpdateEntry, De
         "stderr" => UpdateEntry::Stderr(decode_lines(ctx, &vpath, value)?),
         "log" => {
             let items = ctx.array(&vpath, value)?;
-            let [name, lines]: [Node; 2] = items.try_into().map_err(|v: Vec<Node>| {
+            let [name, lines]: [Node<'_>; 2] = items.try_into().map_err(|v: Vec<Node<'_>>| {
                 ctx.invalid(
                     &vpath,
                     format!("{} elements, not [logname, lines]", v.len()),
@@ -215,11 +233,11 @@ fn decode_entry(ctx: &Ctx<'_>, path: &str, pair: Node) -> Result<UpdateEntry, De
         "stat" => {
             let items = ctx.array(&vpath, value)?;
             let n = items.len();
-            let [mode, ino, dev, nlink, uid, gid, size, atime, mtime, ctime]: [Node; 10] = items
+            let [mode, ino, dev, nlink, uid, gid, size, atime, mtime, ctime]: [Node<'_>; 10] = items
                 .try_into()
                 .map_err(|_| ctx.invalid(&vpath, format!("{n} elements, not 10")))?;
-            let u = |i: usize, node: Node| ctx.u64(&format!("{vpath}[{i}]"), node);
-            let t = |i: usize, node: Node| ctx.i64(&format!("{vpath}[{i}]"), node);
+            let u = |i: usize, node: Node<'_>| ctx.u64(&format!("{vpath}[{i}]"), node);
+            let t = |i: usize, node: Node<'_>| ctx.i64(&format!("{vpath}[{i}]"), node);
             UpdateEntry::Stat(StatResult {
                 mode: u(0, mode)?,
                 ino: u(1, ino)?,
@@ -240,15 +258,15 @@ fn decode_entry(ctx: &Ctx<'_>, path: &str, pair: Node) -> Result<UpdateEntry, De
     })
 }
 
-fn decode_lines(ctx: &Ctx<'_>, path: &str, node: Node) -> Result<LineInfo, DecodeError> {
+fn decode_lines(ctx: &Ctx<'_>, path: &str, node: Node<'_>) -> Result<LineInfo, DecodeError> {
     let items = ctx.array(path, node)?;
-    let [text, idx, times]: [Node; 3] = items.try_into().map_err(|v: Vec<Node>| {
+    let [text, idx, times]: [Node<'_>; 3] = items.try_into().map_err(|v: Vec<Node<'_>>| {
         ctx.invalid(
             path,
             format!("{} elements, not [text, newline_idx, line_times]", v.len()),
         )
     })?;
-    let text = ctx.string(&format!("{path}[0]"), text)?;
+    let text = ctx.text(&format!("{path}[0]"), text)?;
     let idx_path = format!("{path}[1]");
     // One index and one time per line: the element's path is only built for an error, as
     // formatting it for every line costs more than the rest of the decoding.

@@ -246,7 +246,7 @@ const KNOWN_UPDATE_KEYS: [&str; 9] = [
 fn lines() -> impl Strategy<Value = LineInfo> {
     (text(), vec(any::<u64>(), 0..4), vec(finite(), 0..4)).prop_map(
         |(text, newline_idx, line_times)| LineInfo {
-            text,
+            text: text.into(),
             newline_idx,
             line_times,
         },

@@ -19,7 +19,8 @@
 //!   queries the API pages on ([`Store::list_builds`] by id, newest first).
 //! - Logs: [`LogWriter`] appends output as it arrives in compressed chunks of at most
 //!   [`CHUNK_BYTES`], masks secrets ([`Masker`]) and caps the stored size with a visible
-//!   marker; [`LogReader`] reads byte ranges, pages of lines, or a stream of chunks, also
+//!   marker; [`LogReader`] reads byte ranges, pages of lines, text pages without the stream
+//!   letters ([`LogReader::read_text`]), or a stream of chunks, also
 //!   while the log is being written. No whole log is ever in memory.
 //! - Changes ([`NewChange`], [`Change`]), poller state and [`SchedulerTimer`]s.
 //! - Users (argon2 PHC hash strings, hashed by the caller) and settings.

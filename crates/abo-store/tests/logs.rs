@@ -620,7 +620,11 @@ async fn a_stdio_log_reads_as_text_at_any_offset() {
     let mut expected = Vec::new();
     for i in 0..4000 {
         let line = format!("line {i:05} {}\n", "y".repeat(i % 70));
-        let stream = if i % 3 == 0 { Stream::Stderr } else { Stream::Stdout };
+        let stream = if i % 3 == 0 {
+            Stream::Stderr
+        } else {
+            Stream::Stdout
+        };
         w.write(stream, line.as_bytes()).await.unwrap();
         expected.extend_from_slice(line.as_bytes());
     }
@@ -635,7 +639,10 @@ async fn a_stdio_log_reads_as_text_at_any_offset() {
     assert!(whole.finished);
     assert_eq!(whole.size, abo_store::text_len(&info));
     assert_eq!(whole.data.len() as u64, whole.size);
-    assert!(whole.data.starts_with(&expected), "text starts with the lines");
+    assert!(
+        whole.data.starts_with(&expected),
+        "text starts with the lines"
+    );
     let tail = &whole.data[expected.len()..];
     assert_eq!(tail.iter().filter(|&&b| b == b'L').count(), long.len());
     let cb = CHUNK_BYTES as u64;

@@ -56,6 +56,9 @@ enum Esc {
 #[derive(Debug)]
 pub struct LineSplitter {
     limit: usize,
+    /// Where the fast path collects the `\n` positions of a block of lines (kept to reuse its
+    /// allocation).
+    ends: Vec<usize>,
     state: State,
     /// Bytes of an escape sequence being matched (literal if the match fails).
     esc: Vec<u8>,
@@ -70,6 +73,21 @@ pub struct LineSplitter {
 pub trait LineSink {
     /// One complete line.
     fn line(&mut self, content: &[u8], started: f64);
+
+    /// Several complete lines at once, all started at `started`: `block` is their content,
+    /// each line followed by its `\n` (already translated: `block` needs no more work), and
+    /// `ends` the index in `block` of each of those `\n`, in order; the last byte of `block`
+    /// is the last of them. No line is longer than the limit.
+    ///
+    /// Nearly all output arrives this way, so a sink can take the block as a whole; by
+    /// default it gets the lines one by one.
+    fn lines(&mut self, block: &[u8], ends: &[usize], started: f64) {
+        let mut start = 0;
+        for &end in ends {
+            self.line(&block[start..end], started);
+            start = end + 1;
+        }
+    }
 }
 
 impl LineSplitter {
@@ -77,6 +95,7 @@ impl LineSplitter {
     pub fn new(limit: usize) -> LineSplitter {
         LineSplitter {
             limit: limit.max(MIN_LIMIT),
+            ends: Vec::new(),
             state: State::Normal,
             esc: Vec::new(),
             partial: Vec::new(),
@@ -95,16 +114,17 @@ impl LineSplitter {
         while i < data.len() {
             match self.state {
                 State::Normal => {
+                    if self.started.is_none() {
+                        // Fastest path: whole lines in this read, handed over as one block.
+                        let taken = self.block(&data[i..], now, sink);
+                        if taken > 0 {
+                            i += taken;
+                            continue;
+                        }
+                    }
                     // Fast path: the run of ordinary bytes up to the next special one.
                     let run = special(&data[i..]).unwrap_or(data.len() - i);
                     if run > 0 {
-                        let next = data.get(i + run).copied();
-                        if next == Some(b'\n') && self.started.is_none() && run <= self.limit {
-                            // A whole line inside this read: no copy into `partial`.
-                            sink.line(&data[i..i + run], now);
-                            i += run + 1;
-                            continue;
-                        }
                         self.content(&data[i..i + run], now, sink);
                         i += run;
                         continue;
@@ -166,6 +186,40 @@ impl LineSplitter {
                 }
             }
         }
+    }
+
+    /// Emits the complete lines at the start of `data` that need no translation (no `\r`,
+    /// ESC or backspace before their `\n`): runs of them as blocks, a line over the limit cut
+    /// on its own. Returns how many bytes that took (0 when `data` does not start with such a
+    /// line). Only called between lines; one pass over what it takes, whatever the lines.
+    fn block(&mut self, data: &[u8], now: f64, sink: &mut impl LineSink) -> usize {
+        // Up to the first byte that the translation rewrites, only `\n` is special.
+        let plain = memchr::memchr3(b'\r', 0x1b, 0x08, data).unwrap_or(data.len());
+        let Some(last) = memchr::memrchr(b'\n', &data[..plain]) else {
+            return 0;
+        };
+        // `from`: where the block being collected starts; `start`: where the next line does.
+        let (mut from, mut start) = (0, 0);
+        self.ends.clear();
+        for end in memchr::memchr_iter(b'\n', &data[..=last]) {
+            if end - start > self.limit {
+                // Too long: the lines before it go as a block, it is cut the usual way.
+                if !self.ends.is_empty() {
+                    sink.lines(&data[from..start], &self.ends, now);
+                    self.ends.clear();
+                }
+                self.content(&data[start..end], now, sink);
+                self.end_line(now, sink);
+                from = end + 1;
+            } else {
+                self.ends.push(end - from);
+            }
+            start = end + 1;
+        }
+        if !self.ends.is_empty() {
+            sink.lines(&data[from..=last], &self.ends, now);
+        }
+        last + 1
     }
 
     /// The stream ended: resolves what was held back and emits the partial line, if any.
@@ -289,17 +343,22 @@ mod tests {
         }
     }
 
-    /// Feeds `chunks` (one time unit each) and finishes; returns the lines as strings.
-    fn split(limit: usize, chunks: &[&[u8]]) -> Vec<String> {
+    /// Feeds `chunks` (one time unit each) and finishes; returns the lines.
+    fn split_raw(limit: usize, chunks: &[&[u8]]) -> Vec<Vec<u8>> {
         let mut s = LineSplitter::new(limit);
         let mut out = Lines::default();
         for (t, c) in chunks.iter().enumerate() {
             s.feed(c, t as f64, &mut out);
         }
         s.finish(99.0, &mut out);
-        out.0
+        out.0.into_iter().map(|(l, _)| l).collect()
+    }
+
+    /// [`split_raw`], the lines as strings.
+    fn split(limit: usize, chunks: &[&[u8]]) -> Vec<String> {
+        split_raw(limit, chunks)
             .into_iter()
-            .map(|(l, _)| String::from_utf8_lossy(&l).into_owned())
+            .map(|l| String::from_utf8_lossy(&l).into_owned())
             .collect()
     }
 
@@ -375,6 +434,85 @@ mod tests {
                 assert_eq!(pieces.concat(), text);
             }
         }
+    }
+
+    /// Output made of the bytes the splitter treats specially, multi-byte characters, invalid
+    /// bytes and plain text, in runs of random length.
+    fn noisy_output(rng: &mut fastrand::Rng, len: usize) -> Vec<u8> {
+        let pieces: [&[u8]; 14] = [
+            b"\n", b"\r\n", b"\r", b"\x08", b"\x08\x08", b"\x1b[u", b"\x1b[12;3H", b"\x1b[2J",
+            b"\x1b[1;", b"\x1b", "é€𝄞".as_bytes(), b"\xff\xfe", b"plain text", b"0123456789abcdef",
+        ];
+        let mut out = Vec::new();
+        while out.len() < len {
+            let piece = pieces[rng.usize(..pieces.len())];
+            for _ in 0..rng.usize(1..4) {
+                out.extend_from_slice(piece);
+            }
+            if rng.u8(..) < 40 {
+                // A long run with no special byte, to cross the limit.
+                out.extend(std::iter::repeat_n(b'x', rng.usize(0..300)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn how_output_is_read_never_changes_the_lines() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for round in 0..300 {
+            let len = rng.usize(0..3000);
+            let data = noisy_output(&mut rng, len);
+            let limit = [4, 5, 7, 64, 100, 4096][round % 6];
+            let whole = split_raw(limit, &[&data]);
+            let bytes: Vec<&[u8]> = data.chunks(1).collect();
+            assert_eq!(split_raw(limit, &bytes), whole, "byte by byte, round {round}");
+            let mut chunks: Vec<&[u8]> = Vec::new();
+            let mut rest = &data[..];
+            while !rest.is_empty() {
+                let n = rng.usize(1..=rest.len().min(700));
+                chunks.push(&rest[..n]);
+                rest = &rest[n..];
+            }
+            assert_eq!(split_raw(limit, &chunks), whole, "random reads, round {round}");
+            assert!(whole.iter().all(|l| l.len() <= limit), "round {round}");
+        }
+    }
+
+    #[test]
+    fn blocks_hold_whole_untranslated_lines_within_the_limit() {
+        #[derive(Default)]
+        struct Blocks(Vec<(Vec<u8>, Vec<usize>)>, Vec<Vec<u8>>);
+        impl LineSink for Blocks {
+            fn line(&mut self, content: &[u8], _: f64) {
+                self.1.push(content.to_vec());
+            }
+            fn lines(&mut self, block: &[u8], ends: &[usize], _: f64) {
+                self.0.push((block.to_vec(), ends.to_vec()));
+            }
+        }
+        let mut s = LineSplitter::new(8);
+        let mut out = Blocks::default();
+        s.feed(b"ab\ncd\n123456789\nef\ngh\r\nij\nkl", 0.0, &mut out);
+        s.finish(1.0, &mut out);
+        assert_eq!(
+            out.0,
+            [
+                (b"ab\ncd\n".to_vec(), vec![2, 5]),
+                (b"ef\n".to_vec(), vec![2]),
+                (b"ij\n".to_vec(), vec![2]),
+            ]
+        );
+        // The long line is cut, `\r\n` translated, the last line flushed: one by one.
+        assert_eq!(
+            out.1,
+            [
+                b"12345678".to_vec(),
+                b"9".to_vec(),
+                b"gh".to_vec(),
+                b"kl".to_vec()
+            ]
+        );
     }
 
     #[test]

@@ -33,9 +33,18 @@ const ENTRY_COST: usize = 20;
 /// Per-line overhead: one index and one timestamp, 8 bytes each.
 const LINE_COST: usize = 16;
 
+/// Lines of one stream being gathered: a [`LineInfo`] that can still grow.
+#[derive(Debug)]
+struct Gathering {
+    stream: Stream,
+    text: String,
+    newline_idx: Vec<u64>,
+    line_times: Vec<f64>,
+}
+
 #[derive(Debug)]
 enum Item {
-    Lines { stream: Stream, info: LineInfo },
+    Lines(Gathering),
     Other(UpdateEntry),
 }
 
@@ -98,9 +107,30 @@ impl OutputBuffer {
         self.first_at.get_or_insert_with(Instant::now);
     }
 
+    /// The `Lines` item that `stream`'s next lines go to (the last item if it is that
+    /// stream's, else a new one with room for `capacity` bytes of text), and its character
+    /// count so far.
+    fn gathering(&mut self, stream: &Stream, capacity: usize) -> (&mut Gathering, &mut u64) {
+        self.touch();
+        let merge = matches!(self.items.last(), Some(Item::Lines(g)) if g.stream == *stream);
+        if !merge {
+            self.items.push(Item::Lines(Gathering {
+                stream: stream.clone(),
+                text: String::with_capacity(capacity),
+                newline_idx: Vec::new(),
+                line_times: Vec::new(),
+            }));
+            self.chars = 0;
+            self.size += ENTRY_COST;
+        }
+        match self.items.last_mut() {
+            Some(Item::Lines(g)) => (g, &mut self.chars),
+            _ => unreachable!("a Lines item was just ensured"),
+        }
+    }
+
     /// Appends one line (content without `\n`) to `stream`.
     pub fn line(&mut self, stream: &Stream, content: &[u8], started: f64) {
-        self.touch();
         if matches!(stream, Stream::Stdout | Stream::Stderr) {
             self.output_lines += 1;
         }
@@ -109,29 +139,60 @@ impl OutputBuffer {
             Ok(s) => Cow::Borrowed(s),
             Err(_) => String::from_utf8_lossy(content),
         };
-        let merge = matches!(self.items.last(), Some(Item::Lines { stream: s, .. }) if s == stream);
-        if !merge {
-            self.items.push(Item::Lines {
-                stream: stream.clone(),
-                info: LineInfo {
-                    text: String::new(),
-                    newline_idx: Vec::new(),
-                    line_times: Vec::new(),
-                },
-            });
-            self.chars = 0;
-            self.size += ENTRY_COST;
-        }
-        let Some(Item::Lines { info, .. }) = self.items.last_mut() else {
-            unreachable!("a Lines item was just ensured")
-        };
-        info.text.push_str(&text);
-        info.text.push('\n');
-        self.chars += text.chars().count() as u64;
-        info.newline_idx.push(self.chars);
-        self.chars += 1;
-        info.line_times.push(started);
+        let (g, chars) = self.gathering(stream, text.len() + 1);
+        g.text.push_str(&text);
+        g.text.push('\n');
+        *chars += text.chars().count() as u64;
+        g.newline_idx.push(*chars);
+        g.line_times.push(started);
+        *chars += 1;
         self.size += text.len() + 1 + LINE_COST;
+    }
+
+    /// Appends a block of complete lines to `stream` (see [`LineSink::lines`]): one copy
+    /// and one UTF-8 check for the whole block, and no character counting when it is ASCII,
+    /// which is what nearly all build output is.
+    pub fn block(&mut self, stream: &Stream, block: &[u8], ends: &[usize], started: f64) {
+        // Lines split at `\n`, an ASCII byte, so the block is UTF-8 exactly when every line
+        // is.
+        let Ok(text) = std::str::from_utf8(block) else {
+            // Invalid bytes somewhere: line by line, each with its replacement characters.
+            let mut start = 0;
+            for &end in ends {
+                self.line(stream, &block[start..end], started);
+                start = end + 1;
+            }
+            return;
+        };
+        if matches!(stream, Stream::Stdout | Stream::Stderr) {
+            self.output_lines += ends.len() as u64;
+        }
+        let ascii = text.is_ascii();
+        // Gathered text stays near `limit`: reserving that much at once spares the copies of
+        // growing by doubling.
+        let capacity = block.len().max(self.limit.saturating_sub(self.size));
+        let (g, chars) = self.gathering(stream, capacity);
+        let base = *chars;
+        let offset = g.text.len();
+        g.text.push_str(text);
+        g.newline_idx.reserve(ends.len());
+        g.line_times.reserve(ends.len());
+        if ascii {
+            for &end in ends {
+                g.newline_idx.push(base + end as u64);
+            }
+            *chars += block.len() as u64;
+        } else {
+            let mut start = 0;
+            for &end in ends {
+                *chars += g.text[offset + start..offset + end].chars().count() as u64;
+                g.newline_idx.push(*chars);
+                *chars += 1;
+                start = end + 1;
+            }
+        }
+        g.line_times.extend(std::iter::repeat_n(started, ends.len()));
+        self.size += block.len() + LINE_COST * ends.len();
     }
 
     /// Appends whole lines of text (each ending in `\n`, or completed with one) to `stream`.
@@ -156,12 +217,20 @@ impl OutputBuffer {
         std::mem::take(&mut self.items)
             .into_iter()
             .map(|item| match item {
-                Item::Lines { stream, info } => match stream {
-                    Stream::Header => UpdateEntry::Header(info),
-                    Stream::Stdout => UpdateEntry::Stdout(info),
-                    Stream::Stderr => UpdateEntry::Stderr(info),
-                    Stream::Log(name) => UpdateEntry::Log { name, lines: info },
-                },
+                Item::Lines(g) => {
+                    let info = LineInfo {
+                        // Shares the gathered text: no copy.
+                        text: g.text.into(),
+                        newline_idx: g.newline_idx,
+                        line_times: g.line_times,
+                    };
+                    match g.stream {
+                        Stream::Header => UpdateEntry::Header(info),
+                        Stream::Stdout => UpdateEntry::Stdout(info),
+                        Stream::Stderr => UpdateEntry::Stderr(info),
+                        Stream::Log(name) => UpdateEntry::Log { name, lines: info },
+                    }
+                }
                 Item::Other(e) => e,
             })
             .collect()
@@ -185,6 +254,10 @@ pub struct StreamSink<'a> {
 impl LineSink for StreamSink<'_> {
     fn line(&mut self, content: &[u8], started: f64) {
         self.buffer.line(self.stream, content, started);
+    }
+
+    fn lines(&mut self, block: &[u8], ends: &[usize], started: f64) {
+        self.buffer.block(self.stream, block, ends, started);
     }
 }
 
@@ -229,6 +302,34 @@ mod tests {
             ]
         );
         assert!(b.is_empty() && b.deadline().is_none());
+    }
+
+    #[test]
+    fn a_block_gives_the_same_entries_as_its_lines() {
+        let cases: [&[u8]; 5] = [
+            b"abc\n\nde\n",
+            "é€x\n𝄞\n\nplain\n".as_bytes(),
+            b"ok\nbad \xff\xfe byte\nok\n",
+            b"\n",
+            "a\u{0}b\u{7f}\n".as_bytes(),
+        ];
+        for block in cases {
+            let ends: Vec<usize> = memchr::memchr_iter(b'\n', block).collect();
+            let mut whole = OutputBuffer::new(1 << 20, Duration::from_secs(5));
+            let mut single = OutputBuffer::new(1 << 20, Duration::from_secs(5));
+            for b in [&mut whole, &mut single] {
+                b.line(&Stream::Stdout, "ü".as_bytes(), 1.0);
+            }
+            whole.block(&Stream::Stdout, block, &ends, 2.0);
+            let mut start = 0;
+            for &end in &ends {
+                single.line(&Stream::Stdout, &block[start..end], 2.0);
+                start = end + 1;
+            }
+            assert_eq!(whole.size, single.size);
+            assert_eq!(whole.lines(), single.lines());
+            assert_eq!(whole.take(), single.take(), "{block:?}");
+        }
     }
 
     #[test]

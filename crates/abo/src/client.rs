@@ -26,7 +26,12 @@ pub struct ClientArgs {
     #[arg(long, value_name = "NAME", env = "ABO_USER")]
     pub user: Option<String>,
     /// That user's password (prefer ABO_PASSWORD: a command line is visible in `ps`)
-    #[arg(long, value_name = "PASSWORD", env = "ABO_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "ABO_PASSWORD",
+        hide_env_values = true
+    )]
     pub password: Option<String>,
 }
 
@@ -244,7 +249,10 @@ impl Client {
         }
     }
 
-    fn finish(url: &str, mut response: ureq::http::Response<ureq::Body>) -> Result<Value, ApiError> {
+    fn finish(
+        url: &str,
+        mut response: ureq::http::Response<ureq::Body>,
+    ) -> Result<Value, ApiError> {
         let status = response.status().as_u16();
         let body = response
             .body_mut()
@@ -704,10 +712,7 @@ mod tests {
     fn times() {
         assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0.0));
         assert_eq!(parse_time("1970-01-02T00:00:01Z"), Some(86401.0));
-        assert_eq!(
-            parse_time("2026-11-25T15:38:36Z"),
-            Some(1_795_621_116.0)
-        );
+        assert_eq!(parse_time("2026-11-25T15:38:36Z"), Some(1_795_621_116.0));
         let t = parse_time("2026-11-25T15:38:36.250Z").unwrap();
         assert!((t - 1_795_621_116.25).abs() < 1e-6);
         assert_eq!(

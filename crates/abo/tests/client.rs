@@ -83,13 +83,16 @@ struct FakeRequest {
     reads: usize,
 }
 
+/// A scripted build's steps: (name, step result, build result).
+type Script = Vec<(&'static str, &'static str, &'static str)>;
+
 #[derive(Default)]
 struct State {
     builders: Vec<Value>,
     requests: HashMap<u64, FakeRequest>,
     builds: HashMap<u64, FakeBuild>,
     /// Builds to give the next requests of each builder: (steps, results of successive builds)
-    scripts: HashMap<String, Vec<Vec<(&'static str, &'static str, &'static str)>>>,
+    scripts: HashMap<String, Vec<Script>>,
     next_request: u64,
     next_build: u64,
     forced: Vec<(String, Value)>,
@@ -121,7 +124,13 @@ fn respond(stream: &mut TcpStream, status: u16, ctype: &str, body: &[u8], extra:
 }
 
 fn json_response(stream: &mut TcpStream, status: u16, v: &Value) {
-    respond(stream, status, "application/json", v.to_string().as_bytes(), "");
+    respond(
+        stream,
+        status,
+        "application/json",
+        v.to_string().as_bytes(),
+        "",
+    );
 }
 
 fn handle(state: &Mutex<State>, mut stream: TcpStream) {
@@ -160,8 +169,14 @@ fn handle(state: &Mutex<State>, mut stream: TcpStream) {
     let seg: Vec<&str> = path.split('/').collect();
     let mut st = state.lock().unwrap();
     match (method.as_str(), seg.as_slice()) {
-        ("GET", ["builders"]) => json_response(&mut stream, 200, &Value::Array(st.builders.clone())),
-        ("GET", ["workers"]) => json_response(&mut stream, 200, &json!([{"name": "w1", "connected": true}])),
+        ("GET", ["builders"]) => {
+            json_response(&mut stream, 200, &Value::Array(st.builders.clone()))
+        }
+        ("GET", ["workers"]) => json_response(
+            &mut stream,
+            200,
+            &json!([{"name": "w1", "connected": true}]),
+        ),
         ("POST", ["builders", name, "force"]) => {
             if headers.get("authorization").map(String::as_str) != Some(AUTH) {
                 return respond(
@@ -245,7 +260,10 @@ fn handle(state: &Mutex<State>, mut stream: TcpStream) {
                 .filter(|b| query.get("builder").is_none_or(|n| *n == b.builder))
                 .collect();
             all.sort_by_key(|b| std::cmp::Reverse(b.id));
-            let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50);
+            let limit: usize = query
+                .get("limit")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(50);
             let v: Vec<Value> = all.iter().take(limit).map(|b| b.json(false)).collect();
             json_response(&mut stream, 200, &Value::Array(v))
         }
@@ -262,11 +280,19 @@ fn handle(state: &Mutex<State>, mut stream: TcpStream) {
         }
         ("GET", ["builds", id, "steps", n, "logs", name]) => {
             let (id, n): (u64, u64) = (id.parse().unwrap(), n.parse().unwrap());
-            let offset: usize = query.get("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
-            let limit: usize = query.get("limit").and_then(|o| o.parse().ok()).unwrap_or(usize::MAX);
+            let offset: usize = query
+                .get("offset")
+                .and_then(|o| o.parse().ok())
+                .unwrap_or(0);
+            let limit: usize = query
+                .get("limit")
+                .and_then(|o| o.parse().ok())
+                .unwrap_or(usize::MAX);
             let text: Vec<u8> = match &st.big_log {
                 Some((b, s, t)) if *b == id && *s == n => t.clone(),
-                _ => format!("log {name} of step {n} of build {id}\nERROR: it broke\n").into_bytes(),
+                _ => {
+                    format!("log {name} of step {n} of build {id}\nERROR: it broke\n").into_bytes()
+                }
             };
             let start = offset.min(text.len());
             let end = start.saturating_add(limit).min(text.len());
@@ -274,7 +300,13 @@ fn handle(state: &Mutex<State>, mut stream: TcpStream) {
                 "X-Abo-Log-Complete: true\r\nX-Abo-Log-Size: {}\r\n",
                 text.len()
             );
-            respond(&mut stream, 200, "text/plain; charset=utf-8", &text[start..end], &extra)
+            respond(
+                &mut stream,
+                200,
+                "text/plain; charset=utf-8",
+                &text[start..end],
+                &extra,
+            )
         }
         _ => json_response(&mut stream, 404, &json!({"error": "not found"})),
     }
@@ -309,7 +341,7 @@ impl Fake {
         Fake { addr, state }
     }
 
-    fn script(&self, builder: &str, builds: Vec<Vec<(&'static str, &'static str, &'static str)>>) {
+    fn script(&self, builder: &str, builds: Vec<Script>) {
         self.state
             .lock()
             .unwrap()
@@ -341,7 +373,10 @@ fn text(o: &Output) -> String {
 }
 
 /// Steps of a passing build; the last element of the last step is the build's result.
-fn steps(result: &'static str, last: &'static str) -> Vec<(&'static str, &'static str, &'static str)> {
+fn steps(
+    result: &'static str,
+    last: &'static str,
+) -> Vec<(&'static str, &'static str, &'static str)> {
     vec![
         ("bzr repo", "failure", result),
         ("bootstrap", "success", result),
@@ -356,37 +391,75 @@ fn force_wait_follows_the_steps_through_a_retry() {
     let fake = Fake::start();
     fake.script(
         "standin-pass-postgresql-13",
-        vec![steps("retry", "success")[..3].to_vec(), steps("success", "success")],
+        vec![
+            steps("retry", "success")[..3].to_vec(),
+            steps("success", "success"),
+        ],
     );
     let o = fake.abo(
-        &["force", "standin-pass-postgresql-13", "--wait", "--prop", "note=x y", "--reason", "why"],
+        &[
+            "force",
+            "standin-pass-postgresql-13",
+            "--wait",
+            "--prop",
+            "note=x y",
+            "--reason",
+            "why",
+        ],
         Some(("u", "p")),
     );
     let out = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
-    assert!(out.contains("forced standin-pass-postgresql-13: request 1"), "{out}");
+    assert!(
+        out.contains("forced standin-pass-postgresql-13: request 1"),
+        "{out}"
+    );
     assert!(out.contains("started on w1 (build 1)"), "{out}");
-    assert!(out.contains("retry in 3.5s (the request goes back to the queue)"), "{out}");
+    assert!(
+        out.contains("retry in 3.5s (the request goes back to the queue)"),
+        "{out}"
+    );
     assert!(out.contains("started on w1 (build 2)"), "{out}");
     assert!(out.contains("success in 3.5s"), "{out}");
     // One line per finished step, with its duration; hidden steps are not shown.
-    assert!(out.contains("buildout             success     1.2s"), "{out}");
+    assert!(
+        out.contains("buildout             success     1.2s"),
+        "{out}"
+    );
     assert!(!out.contains("bzr repo"), "{out}");
     let forced = fake.state.lock().unwrap().forced.clone();
     assert_eq!(forced.len(), 1);
-    assert_eq!(forced[0].1, json!({"properties": {"note": "x y"}, "reason": "why"}));
+    assert_eq!(
+        forced[0].1,
+        json!({"properties": {"note": "x y"}, "reason": "why"})
+    );
 }
 
 #[test]
 fn forcing_a_buildout_forces_each_of_its_builders_and_a_failure_exits_1() {
     let fake = Fake::start();
-    fake.script("standin-pass-postgresql-13", vec![steps("success", "success")]);
-    fake.script("standin-pass-postgresql-17", vec![steps("failure", "failure")]);
-    let o = fake.abo(&["force", "standin-pass", "--wait", "--json"], Some(("u", "p")));
+    fake.script(
+        "standin-pass-postgresql-13",
+        vec![steps("success", "success")],
+    );
+    fake.script(
+        "standin-pass-postgresql-17",
+        vec![steps("failure", "failure")],
+    );
+    let o = fake.abo(
+        &["force", "standin-pass", "--wait", "--json"],
+        Some(("u", "p")),
+    );
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(err.contains("forced standin-pass-postgresql-13: request 1"), "{err}");
-    assert!(err.contains("forced standin-pass-postgresql-17: request 2"), "{err}");
+    assert!(
+        err.contains("forced standin-pass-postgresql-13: request 1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("forced standin-pass-postgresql-17: request 2"),
+        "{err}"
+    );
     assert!(err.contains("analyze failed: abo log 2 analyze"), "{err}");
     let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(summary[0]["result"], "success", "{summary:#}");
@@ -399,13 +472,25 @@ fn forcing_a_buildout_forces_each_of_its_builders_and_a_failure_exits_1() {
 #[test]
 fn exception_exits_2_and_without_wait_forcing_returns_at_once() {
     let fake = Fake::start();
-    fake.script("standin-fail-postgresql-13", vec![steps("exception", "exception")]);
-    let o = fake.abo(&["force", "standin-fail-postgresql-13", "--wait"], Some(("u", "p")));
+    fake.script(
+        "standin-fail-postgresql-13",
+        vec![steps("exception", "exception")],
+    );
+    let o = fake.abo(
+        &["force", "standin-fail-postgresql-13", "--wait"],
+        Some(("u", "p")),
+    );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let o = fake.abo(&["force", "standin-fail-postgresql-13", "--json"], Some(("u", "p")));
+    let o = fake.abo(
+        &["force", "standin-fail-postgresql-13", "--json"],
+        Some(("u", "p")),
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v, json!([{"builder": "standin-fail-postgresql-13", "request": 2}]));
+    assert_eq!(
+        v,
+        json!([{"builder": "standin-fail-postgresql-13", "request": 2}])
+    );
 }
 
 #[test]
@@ -413,15 +498,30 @@ fn credentials_and_names_are_checked_with_clear_messages() {
     let fake = Fake::start();
     let o = fake.abo(&["force", "standin-pass-postgresql-13"], None);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("forcing a build needs a user"), "{}", text(&o));
-    let o = fake.abo(&["force", "standin-pass-postgresql-13"], Some(("u", "wrong")));
+    assert!(
+        text(&o).contains("forcing a build needs a user"),
+        "{}",
+        text(&o)
+    );
+    let o = fake.abo(
+        &["force", "standin-pass-postgresql-13"],
+        Some(("u", "wrong")),
+    );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("refused the credentials"), "{}", text(&o));
     let o = fake.abo(&["force", "standin"], Some(("u", "p")));
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("did you mean `standin-fail`"), "{}", text(&o));
+    assert!(
+        text(&o).contains("did you mean `standin-fail`"),
+        "{}",
+        text(&o)
+    );
     let o = fake.abo(&["force", "x", "--prop", "novalue"], Some(("u", "p")));
-    assert!(text(&o).contains("--prop novalue: expected NAME=VALUE"), "{}", text(&o));
+    assert!(
+        text(&o).contains("--prop novalue: expected NAME=VALUE"),
+        "{}",
+        text(&o)
+    );
     let o = Command::new(env!("CARGO_BIN_EXE_abo"))
         .args(["builds", "--master", "http://127.0.0.1:1"])
         .output()
@@ -449,23 +549,42 @@ fn builds_lists_newest_first_as_a_table_or_json() {
         vec![steps("success", "success"), steps("failure", "failure")],
     );
     for _ in 0..2 {
-        let o = fake.abo(&["force", "standin-pass-postgresql-13", "--wait"], Some(("u", "p")));
+        let o = fake.abo(
+            &["force", "standin-pass-postgresql-13", "--wait"],
+            Some(("u", "p")),
+        );
         assert!(o.status.code().is_some(), "{}", text(&o));
     }
     let o = fake.abo(&["builds"], None);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "{}", text(&o));
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines[0].contains("BUILD") && lines[0].contains("DURATION"), "{out}");
-    assert!(lines[1].trim_start().starts_with("2 ") && lines[1].contains("failure"), "{out}");
-    assert!(lines[2].trim_start().starts_with("1 ") && lines[2].contains("success"), "{out}");
-    assert!(lines[1].contains("2026-11-25 15:38:36") && lines[1].contains("3.5s"), "{out}");
+    assert!(
+        lines[0].contains("BUILD") && lines[0].contains("DURATION"),
+        "{out}"
+    );
+    assert!(
+        lines[1].trim_start().starts_with("2 ") && lines[1].contains("failure"),
+        "{out}"
+    );
+    assert!(
+        lines[2].trim_start().starts_with("1 ") && lines[2].contains("success"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("2026-11-25 15:38:36") && lines[1].contains("3.5s"),
+        "{out}"
+    );
     let o = fake.abo(&["builds", "--json", "--limit", "1"], None);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 1);
     assert_eq!(v[0]["id"], 2);
     let o = fake.abo(&["builds", "--builder", "standin-pass"], None);
-    assert!(text(&o).contains("is a buildout; its builders are"), "{}", text(&o));
+    assert!(
+        text(&o).contains("is a buildout; its builders are"),
+        "{}",
+        text(&o)
+    );
     let o = fake.abo(&["builds", "--builder", "nope"], None);
     assert!(text(&o).contains("no builder named `nope`"), "{}", text(&o));
 }
@@ -473,15 +592,27 @@ fn builds_lists_newest_first_as_a_table_or_json() {
 #[test]
 fn log_shows_the_steps_then_pages_through_a_large_log() {
     let fake = Fake::start();
-    fake.script("standin-fail-postgresql-13", vec![steps("failure", "failure")]);
-    let o = fake.abo(&["force", "standin-fail-postgresql-13", "--wait"], Some(("u", "p")));
+    fake.script(
+        "standin-fail-postgresql-13",
+        vec![steps("failure", "failure")],
+    );
+    let o = fake.abo(
+        &["force", "standin-fail-postgresql-13", "--wait"],
+        Some(("u", "p")),
+    );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let o = fake.abo(&["log", "1"], None);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "{}", text(&o));
-    assert!(out.contains("build 1: standin-fail-postgresql-13 #1 on w1: failure in 3.5s"), "{out}");
+    assert!(
+        out.contains("build 1: standin-fail-postgresql-13 #1 on w1: failure in 3.5s"),
+        "{out}"
+    );
     assert!(out.contains("bzr repo (hidden)"), "{out}");
-    assert!(out.contains("analyze: last lines of its log `stdio`"), "{out}");
+    assert!(
+        out.contains("analyze: last lines of its log `stdio`"),
+        "{out}"
+    );
     assert!(out.contains("ERROR: it broke"), "{out}");
 
     // 3 MiB and a bit, read in 1 MiB pages: every byte, in order.
@@ -497,7 +628,11 @@ fn log_shows_the_steps_then_pages_through_a_large_log() {
     let o = fake.abo(&["log", "1", "3", "--log", "stdio"], None);
     assert!(o.stdout == big);
     let o = fake.abo(&["log", "1", "nope"], None);
-    assert!(text(&o).contains("build 1 has no step `nope`; its steps: 0 bzr repo"), "{}", text(&o));
+    assert!(
+        text(&o).contains("build 1 has no step `nope`; its steps: 0 bzr repo"),
+        "{}",
+        text(&o)
+    );
     let o = fake.abo(&["log", "9"], None);
     assert!(text(&o).contains("no build 9"), "{}", text(&o));
 }

@@ -217,14 +217,23 @@ fn matrix(peer: Peer) {
         assert_eq!(b["properties"]["pg_version"], version_of(name), "{b}");
     }
 
-    let worker = WorkerProcess::start(peer, &tmp.path().join("w1"), master.workers, &account("w1"), &[]);
+    let worker = WorkerProcess::start(
+        peer,
+        &tmp.path().join("w1"),
+        master.workers,
+        &account("w1"),
+        &[],
+    );
     wait_connected(&master, &worker);
 
     // Three passing builds, two at a time on the worker (max_builds = 2), watched.
     let t = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = sample(master.http, stop.clone());
-    let out = cli(&master, &["force", "standin-pass", "--wait", "--timeout", "300"]);
+    let out = cli(
+        &master,
+        &["force", "standin-pass", "--wait", "--timeout", "300"],
+    );
     stop.store(true, Ordering::SeqCst);
     let seen = sampler.join().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -234,7 +243,10 @@ fn matrix(peer: Peer) {
         t.elapsed().as_secs_f64()
     ));
     for step in ["buildout", "testing", "analyze"] {
-        assert!(progress.contains(step), "no progress line for {step}:\n{progress}");
+        assert!(
+            progress.contains(step),
+            "no progress line for {step}:\n{progress}"
+        );
     }
     let pass = builds_of(&master, "standin-pass");
     assert_eq!(pass.len(), 3, "{pass:#?}");
@@ -261,7 +273,10 @@ fn matrix(peer: Peer) {
     // worker, a build waited for the lock while another's buildout ran, and the bootstrap
     // steps just before them (no lock) did run at once (the sampler can see concurrency).
     assert_eq!(seen.buildouts, 1, "{seen:?}");
-    assert!(seen.waits >= 2, "no build was seen waiting for the buildout lock: {seen:?}");
+    assert!(
+        seen.waits >= 2,
+        "no build was seen waiting for the buildout lock: {seen:?}"
+    );
     assert_eq!(seen.bootstraps, 2, "{seen:?}");
     say(&format!("e2e {peer:?}: buildout lock: {seen:?}"));
     let buildouts: Vec<(f64, f64)> = pass.iter().map(|b| interval(step(b, "buildout"))).collect();
@@ -274,11 +289,10 @@ fn matrix(peer: Peer) {
         }
     }
     let builds: Vec<(f64, f64)> = pass.iter().map(interval).collect();
-    let overlapping = builds.iter().enumerate().any(|(i, a)| {
-        builds[i + 1..]
-            .iter()
-            .any(|b| a.0 < b.1 && b.0 < a.1)
-    });
+    let overlapping = builds
+        .iter()
+        .enumerate()
+        .any(|(i, a)| builds[i + 1..].iter().any(|b| a.0 < b.1 && b.0 < a.1));
     assert!(
         overlapping,
         "no two builds ran at once (max_builds = 2): the lock check proves nothing: {builds:?}"
@@ -286,7 +300,10 @@ fn matrix(peer: Peer) {
 
     // A failing test fails the build through the analysis: the 7.0 stand-in exits 0.
     let t = Instant::now();
-    let out = cli(&master, &["force", "standin-fail", "--wait", "--timeout", "300"]);
+    let out = cli(
+        &master,
+        &["force", "standin-fail", "--wait", "--timeout", "300"],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let progress = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(progress.contains("analyze failed"), "{progress}");
@@ -302,7 +319,10 @@ fn matrix(peer: Peer) {
         assert_eq!(step(b, "analyze")["result"], "failure", "{b:#}");
         let v = version_of(b["builder"].as_str().unwrap());
         let log = step_log(master.http, b, "testing", "test");
-        assert!(log.contains(&format!("PostgreSQL PostgreSQL {v}.")), "{log}");
+        assert!(
+            log.contains(&format!("PostgreSQL PostgreSQL {v}.")),
+            "{log}"
+        );
         assert!(log.contains("At least one test failed"), "{log}");
     }
 
@@ -311,21 +331,37 @@ fn matrix(peer: Peer) {
     assert!(out.status.success(), "{}", show(&out));
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 5, "{listed:#}");
-    let out = cli(&master, &["builds", "--builder", "standin-fail-postgresql-17"]);
+    let out = cli(
+        &master,
+        &["builds", "--builder", "standin-fail-postgresql-17"],
+    );
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{}", show(&out));
-    assert!(table.contains("failure") && !table.contains("standin-pass"), "{table}");
+    assert!(
+        table.contains("failure") && !table.contains("standin-pass"),
+        "{table}"
+    );
     let failed = fail[0]["id"].to_string();
     let out = cli(&master, &["log", &failed]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{}", show(&out));
-    assert!(text.contains("analyze") && text.contains("failure"), "{text}");
+    assert!(
+        text.contains("analyze") && text.contains("failure"),
+        "{text}"
+    );
     let out = cli(&master, &["log", &failed, "testing", "--log", "test"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(text.contains("openerp.sql_db: PostgreSQL PostgreSQL"), "{}", show(&out));
+    assert!(
+        text.contains("openerp.sql_db: PostgreSQL PostgreSQL"),
+        "{}",
+        show(&out)
+    );
 
     // A second forced build of the same builder: the database is made afresh.
-    let out = cli(&master, &["force", "standin-pass-postgresql-13", "--wait", "--json"]);
+    let out = cli(
+        &master,
+        &["force", "standin-pass-postgresql-13", "--wait", "--json"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary[0]["result"], "success", "{summary:#}");
@@ -334,7 +370,10 @@ fn matrix(peer: Peer) {
     assert!(b["number"].as_u64().unwrap() >= 2, "{b:#}");
     let log = step_log(master.http, &b, "testing", "test");
     assert!(log.contains("run 1 in this database"), "{log}");
-    say(&format!("e2e {peer:?}: matrix scenario in {:.1}s", t0.elapsed().as_secs_f64()));
+    say(&format!(
+        "e2e {peer:?}: matrix scenario in {:.1}s",
+        t0.elapsed().as_secs_f64()
+    ));
 }
 
 fn killed_worker(peer: Peer) {
@@ -360,13 +399,24 @@ fn killed_worker(peer: Peer) {
     );
     wait_connected(&master, &w1);
     let request = force(master.http, "standin-pass-postgresql-13");
-    let first = wait_until(&master, Duration::from_secs(120), "the build to reach its tests", || {
-        let r = get(master.http, &format!("requests/{request}")).ok()?;
-        let id = r["builds"].as_array()?.first()?.as_u64()?;
-        let b = get(master.http, &format!("builds/{id}")).ok()?;
-        (step(&b, "testing")["state"] == "running").then_some(id)
-    });
-    let w2 = WorkerProcess::start(peer, &tmp.path().join("w2"), master.workers, &account("w2"), &[]);
+    let first = wait_until(
+        &master,
+        Duration::from_secs(120),
+        "the build to reach its tests",
+        || {
+            let r = get(master.http, &format!("requests/{request}")).ok()?;
+            let id = r["builds"].as_array()?.first()?.as_u64()?;
+            let b = get(master.http, &format!("builds/{id}")).ok()?;
+            (step(&b, "testing")["state"] == "running").then_some(id)
+        },
+    );
+    let w2 = WorkerProcess::start(
+        peer,
+        &tmp.path().join("w2"),
+        master.workers,
+        &account("w2"),
+        &[],
+    );
     wait_connected(&master, &w2);
 
     let t = Instant::now();
@@ -387,7 +437,10 @@ fn killed_worker(peer: Peer) {
     assert_eq!(retried["result"], "success", "{retried:#}");
     assert_eq!(retried["worker"], "w2", "{retried:#}");
     assert_eq!(r["result"], "success", "{r:#}");
-    assert!(interval(&lost).1 <= interval(&retried).0, "{lost:#}\n{retried:#}");
+    assert!(
+        interval(&lost).1 <= interval(&retried).0,
+        "{lost:#}\n{retried:#}"
+    );
     let log = step_log(master.http, &retried, "testing", "test");
     assert!(log.contains("PostgreSQL PostgreSQL 13."), "{log}");
     say(&format!(
@@ -401,7 +454,13 @@ fn master_restart(peer: Peer) {
     let t0 = Instant::now();
     let tmp = TempDir::new("abo-e2e.");
     let dir = tmp.path().join("master");
-    make_master(&dir, &[account("w1")], &format!("mr{}", tag(peer)), MANIFEST, "");
+    make_master(
+        &dir,
+        &[account("w1")],
+        &format!("mr{}", tag(peer)),
+        MANIFEST,
+        "",
+    );
     let mut master = Master::start(&dir);
     let worker = WorkerProcess::start(
         peer,
@@ -426,19 +485,24 @@ fn master_restart(peer: Peer) {
         .iter()
         .map(|v| force(master.http, &format!("standin-pass-postgresql-{v}")))
         .collect();
-    wait_until(&master, Duration::from_secs(120), "two builds in their tests", || {
-        let running = requests
-            .iter()
-            .filter(|r| {
-                get(master.http, &format!("requests/{r}"))
-                    .ok()
-                    .and_then(|r| r["builds"].as_array()?.last()?.as_u64())
-                    .and_then(|id| get(master.http, &format!("builds/{id}")).ok())
-                    .is_some_and(|b| step(&b, "testing")["state"] == "running")
-            })
-            .count();
-        (running == 2).then_some(())
-    });
+    wait_until(
+        &master,
+        Duration::from_secs(120),
+        "two builds in their tests",
+        || {
+            let running = requests
+                .iter()
+                .filter(|r| {
+                    get(master.http, &format!("requests/{r}"))
+                        .ok()
+                        .and_then(|r| r["builds"].as_array()?.last()?.as_u64())
+                        .and_then(|id| get(master.http, &format!("builds/{id}")).ok())
+                        .is_some_and(|b| step(&b, "testing")["state"] == "running")
+                })
+                .count();
+            (running == 2).then_some(())
+        },
+    );
     let ids_before: BTreeSet<u64> = api(master.http, "builds?limit=1000")
         .as_array()
         .unwrap()
@@ -450,19 +514,24 @@ fn master_restart(peer: Peer) {
     wait_connected(&master, &worker);
 
     // Every request is dispatched again within seconds, and ends in success.
-    let redispatched = wait_until(&master, Duration::from_secs(60), "the requests to run again", || {
-        let all = requests.iter().all(|r| {
-            get(master.http, &format!("requests/{r}")).is_ok_and(|r| {
-                r["state"] == "complete"
-                    || r["builds"]
-                        .as_array()
-                        .and_then(|b| b.last())
-                        .and_then(Value::as_u64)
-                        .is_some_and(|id| !ids_before.contains(&id))
-            })
-        });
-        all.then(|| restarted.elapsed())
-    });
+    let redispatched = wait_until(
+        &master,
+        Duration::from_secs(60),
+        "the requests to run again",
+        || {
+            let all = requests.iter().all(|r| {
+                get(master.http, &format!("requests/{r}")).is_ok_and(|r| {
+                    r["state"] == "complete"
+                        || r["builds"]
+                            .as_array()
+                            .and_then(|b| b.last())
+                            .and_then(Value::as_u64)
+                            .is_some_and(|id| !ids_before.contains(&id))
+                })
+            });
+            all.then(|| restarted.elapsed())
+        },
+    );
     // Two of them were running, so the third was queued: at most two can run at once, and
     // the test sees all three only once one of those is done. What must be quick is the
     // first re-dispatch, checked through the two interrupted ones below.
@@ -488,11 +557,15 @@ fn master_restart(peer: Peer) {
                 pair[0],
                 pair[1]
             );
-            first_redispatch = first_redispatch.min(time(&pair[1]["started_at"]) - interval(&pair[0]).1);
+            first_redispatch =
+                first_redispatch.min(time(&pair[1]["started_at"]) - interval(&pair[0]).1);
         }
         let v = version_of(last["builder"].as_str().unwrap());
         let log = step_log(master.http, last, "testing", "test");
-        assert!(log.contains(&format!("PostgreSQL PostgreSQL {v}.")), "{log}");
+        assert!(
+            log.contains(&format!("PostgreSQL PostgreSQL {v}.")),
+            "{log}"
+        );
     }
     assert!(
         first_redispatch < 10.0,
@@ -505,7 +578,10 @@ fn master_restart(peer: Peer) {
         .iter()
         .map(|b| b["id"].as_u64().unwrap())
         .collect();
-    assert!(ids_before.is_subset(&ids_after), "{ids_before:?} {ids_after:?}");
+    assert!(
+        ids_before.is_subset(&ids_after),
+        "{ids_before:?} {ids_after:?}"
+    );
     let after = api(master.http, &format!("builds/{done}"));
     assert_eq!(after["result"], "success");
     assert_eq!(after["finished_at"], before["finished_at"]);

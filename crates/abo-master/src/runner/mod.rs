@@ -82,7 +82,10 @@ pub(crate) struct Prepared {
 
 /// Opens the store, marks what a previous run left running (`retry`: their requests are
 /// queued again), and reads the queue to restore.
-pub(crate) async fn prepare(setup: &BuildSetup, extra_secrets: &[String]) -> Result<Prepared, Error> {
+pub(crate) async fn prepare(
+    setup: &BuildSetup,
+    extra_secrets: &[String],
+) -> Result<Prepared, Error> {
     let store = Store::open(&setup.database).await?;
     std::fs::create_dir_all(&setup.artifacts_dir).map_err(|e| {
         Error::Setup(format!(
@@ -90,9 +93,8 @@ pub(crate) async fn prepare(setup: &BuildSetup, extra_secrets: &[String]) -> Res
             setup.artifacts_dir.display()
         ))
     })?;
-    let artifacts_dir = std::fs::canonicalize(&setup.artifacts_dir).map_err(|e| {
-        Error::Setup(format!("{}: {e}", setup.artifacts_dir.display()))
-    })?;
+    let artifacts_dir = std::fs::canonicalize(&setup.artifacts_dir)
+        .map_err(|e| Error::Setup(format!("{}: {e}", setup.artifacts_dir.display())))?;
     let secrets: Vec<String> = setup
         .secrets
         .iter()
@@ -119,7 +121,9 @@ pub(crate) async fn prepare(setup: &BuildSetup, extra_secrets: &[String]) -> Res
         Some(v) => v.trim().parse::<u64>().unwrap_or(0) + 1,
         None => 1,
     };
-    store.set_setting(LEASE_EPOCH_KEY, &epoch.to_string()).await?;
+    store
+        .set_setting(LEASE_EPOCH_KEY, &epoch.to_string())
+        .await?;
     let restored = store
         .queued_requests()
         .await?
@@ -276,7 +280,10 @@ impl Runner {
     pub(crate) async fn run(mut self) {
         let requests = std::mem::take(&mut self.restored);
         if !requests.is_empty() {
-            tracing::info!("{} build request(s) waiting from before the restart", requests.len());
+            tracing::info!(
+                "{} build request(s) waiting from before the restart",
+                requests.len()
+            );
         }
         self.handle(Event::Restored {
             requests,
@@ -487,7 +494,10 @@ impl Runner {
                 worker,
                 builder_dir,
                 step,
-            } => self.run_step(build, lease, worker, builder_dir, *step, queue).await,
+            } => {
+                self.run_step(build, lease, worker, builder_dir, *step, queue)
+                    .await
+            }
             Action::InterruptStep { build, step, .. } => {
                 if let Some(token) = self.builds.get(&build).and_then(|c| c.running.get(&step)) {
                     token.cancel();
@@ -520,7 +530,12 @@ impl Runner {
                 let Some(lease) = lease else { return };
                 tracing::info!(build = build.0, %result, "build finished");
                 if let Err(e) = store
-                    .finish_build(abo_store::BuildId(build.0), lease, store_result(result), stamp)
+                    .finish_build(
+                        abo_store::BuildId(build.0),
+                        lease,
+                        store_result(result),
+                        stamp,
+                    )
                     .await
                 {
                     tracing::error!(build = build.0, "cannot store the build's end: {e}");
@@ -564,7 +579,9 @@ impl Runner {
     ) -> Result<(abo_store::BuildId, u32), abo_store::Error> {
         let store = &self.shared.store;
         let Some(first) = requests.first() else {
-            return Err(abo_store::Error::Invalid("a build without a request".into()));
+            return Err(abo_store::Error::Invalid(
+                "a build without a request".into(),
+            ));
         };
         let first = abo_store::RequestId(first.0);
         store.claim_request(first, lease, now).await?;
@@ -618,10 +635,20 @@ impl Runner {
         if let Err(e) = self
             .shared
             .store
-            .start_step(abo_store::BuildId(build.0), ctx.store_lease, index32, &step.name, stamp)
+            .start_step(
+                abo_store::BuildId(build.0),
+                ctx.store_lease,
+                index32,
+                &step.name,
+                stamp,
+            )
             .await
         {
-            fail(queue, BuildResult::Exception, format!("cannot record the step: {e}"));
+            fail(
+                queue,
+                BuildResult::Exception,
+                format!("cannot record the step: {e}"),
+            );
             return;
         }
         ctx.started.insert(index);
@@ -631,7 +658,11 @@ impl Runner {
             abo_engine::RenderedKind::MasterShell | abo_engine::RenderedKind::AnalyzeLog { .. }
         );
         if needs_worker && conn.as_ref().is_none_or(WorkerConnection::is_closed) {
-            fail(queue, BuildResult::Retry, format!("worker {worker} is not connected"));
+            fail(
+                queue,
+                BuildResult::Retry,
+                format!("worker {worker} is not connected"),
+            );
             return;
         }
         let download_template = match ctx.steps.get(index).map(|s| &s.kind) {
@@ -683,7 +714,10 @@ impl Runner {
         let index = u32::try_from(step).unwrap_or(u32::MAX);
         if ctx.started.insert(step) {
             // Steps the engine ran itself, or skipped, never had a RunStep.
-            if let Err(e) = store.start_step(id, ctx.store_lease, index, name, stamp).await {
+            if let Err(e) = store
+                .start_step(id, ctx.store_lease, index, name, stamp)
+                .await
+            {
                 tracing::warn!(build = build.0, step, "cannot record the step: {e}");
                 return;
             }
@@ -698,7 +732,11 @@ impl Runner {
             .finish_step(id, ctx.store_lease, index, outcome, stamp)
             .await
         {
-            tracing::warn!(build = build.0, step, "cannot record the step's result: {e}");
+            tracing::warn!(
+                build = build.0,
+                step,
+                "cannot record the step's result: {e}"
+            );
         }
         if !properties.is_empty() {
             ctx.properties.extend(properties);

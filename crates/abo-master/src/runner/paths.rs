@@ -44,7 +44,11 @@ fn check_no_escape(root: &Path, path: &Path) -> Result<(), String> {
             ));
         }
         if !probe.pop() {
-            return Err(format!("{} is not inside {}", path.display(), root.display()));
+            return Err(format!(
+                "{} is not inside {}",
+                path.display(),
+                root.display()
+            ));
         }
     }
 }
@@ -87,9 +91,8 @@ pub(crate) fn upload_dest(shared: &Shared, dest: &str) -> Result<PathBuf, String
         }
         // The root itself may be a link (/var/www → /srv/www): what lies under it must stay
         // under its real path.
-        let real_root = std::fs::canonicalize(&root).map_err(|e| {
-            format!("upload root {} (allowed-upload-roots): {e}", root.display())
-        })?;
+        let real_root = std::fs::canonicalize(&root)
+            .map_err(|e| format!("upload root {} (allowed-upload-roots): {e}", root.display()))?;
         let target = real_root.join(rel);
         check_no_escape(&real_root, &target)
             .map_err(|e| format!("upload destination refused: {e}"))?;

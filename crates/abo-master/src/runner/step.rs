@@ -29,8 +29,7 @@ use super::paths::{download_src, upload_dest, worker_join};
 use super::Shared;
 use crate::error::Error;
 use crate::handle::{
-    CommandResult, DownloadFile, End, RunningCommand, UploadDirectory, UploadFile,
-    WorkerConnection,
+    CommandResult, DownloadFile, End, RunningCommand, UploadDirectory, UploadFile, WorkerConnection,
 };
 
 /// How often a running step's logs are stored even when no chunk is full, so that the API
@@ -138,13 +137,14 @@ fn command_outcome(r: &CommandResult, interrupted: bool) -> (BuildResult, String
                     Some(FailureReason::TimeoutWithoutOutput) => {
                         (BuildResult::Failure, "timed out: no output".into())
                     }
-                    Some(FailureReason::Timeout) => {
-                        (BuildResult::Failure, "timed out".into())
-                    }
+                    Some(FailureReason::Timeout) => (BuildResult::Failure, "timed out".into()),
                     Some(reason) => (BuildResult::Failure, format!("killed: {}", reason.as_str())),
                     None => (BuildResult::Failure, format!("exit code {rc}")),
                 },
-                None => (BuildResult::Exception, "the worker sent no exit code".into()),
+                None => (
+                    BuildResult::Exception,
+                    "the worker sent no exit code".into(),
+                ),
             }
         }
         End::Complete { failure: Some(f) } => (BuildResult::Exception, f.clone()),
@@ -261,7 +261,8 @@ impl Job {
         };
         if let Some(summary) = &outcome.summary {
             if outcome.result != BuildResult::Success {
-                log.note(&format!("result: {} ({summary})", outcome.result)).await;
+                log.note(&format!("result: {} ({summary})", outcome.result))
+                    .await;
             }
         }
         log.finish().await;
@@ -293,7 +294,11 @@ impl Job {
         {
             Ok(w) => Some(w),
             Err(e) => {
-                tracing::debug!(build = self.build.0, step = index, "log {name} not opened: {e}");
+                tracing::debug!(
+                    build = self.build.0,
+                    step = index,
+                    "log {name} not opened: {e}"
+                );
                 None
             }
         };
@@ -345,7 +350,9 @@ impl Job {
         };
         // The worker's own header lines name the command and its directory.
         let command = match &self.step.command {
-            Some(RenderedCommand::Argv(argv)) if !argv.is_empty() => CommandLine::Argv(argv.clone()),
+            Some(RenderedCommand::Argv(argv)) if !argv.is_empty() => {
+                CommandLine::Argv(argv.clone())
+            }
             Some(RenderedCommand::Shell(s)) => CommandLine::Shell(s.clone()),
             _ => return outcome(BuildResult::Exception, "the step has no command"),
         };
@@ -363,9 +370,7 @@ impl Job {
             Err(e) => return start_error(&e),
         };
         let mut captured = property.as_ref().map(|_| String::new());
-        let followed = self
-            .follow(cmd, log, &mut files, captured.as_mut())
-            .await;
+        let followed = self.follow(cmd, log, &mut files, captured.as_mut()).await;
         for (_, f) in files {
             f.finish().await;
         }
@@ -468,7 +473,9 @@ impl Job {
         let worker_path = worker_join(&self.workdir(&conn), dest);
         log.note(&format!("sending {} to {worker_path}", src.display()))
             .await;
-        let started = conn.download_file(DownloadFile::new(src, worker_path)).await;
+        let started = conn
+            .download_file(DownloadFile::new(src, worker_path))
+            .await;
         match self.transfer(log, started).await {
             None => outcome(BuildResult::Retry, "the master is shutting down"),
             Some(Err(o)) => o,
@@ -628,7 +635,10 @@ impl Job {
                 log.note(&format!("program finished with {what}")).await;
                 outcome(BuildResult::Failure, what)
             }
-            Err(e) => outcome(BuildResult::Exception, format!("cannot wait for the command: {e}")),
+            Err(e) => outcome(
+                BuildResult::Exception,
+                format!("cannot wait for the command: {e}"),
+            ),
         }
     }
 
@@ -700,18 +710,38 @@ impl Job {
                 commands.push((c, base.clone()));
                 if let Some(rev) = &spec.revision {
                     commands.push((
-                        vec![s("git"), s("checkout"), s("--force"), s("--detach"), rev.clone(), s("--")],
+                        vec![
+                            s("git"),
+                            s("checkout"),
+                            s("--force"),
+                            s("--detach"),
+                            rev.clone(),
+                            s("--"),
+                        ],
                         repo_path.clone(),
                     ));
                 }
             }
             (Vcs::Git, true) => {
-                let mut fetch = vec![s("git"), s("fetch"), s("--tags"), s("--"), spec.repo.clone()];
+                let mut fetch = vec![
+                    s("git"),
+                    s("fetch"),
+                    s("--tags"),
+                    s("--"),
+                    spec.repo.clone(),
+                ];
                 fetch.extend(spec.branch.clone());
                 commands.push((fetch, repo_path.clone()));
                 let target = spec.revision.clone().unwrap_or_else(|| s("FETCH_HEAD"));
                 commands.push((
-                    vec![s("git"), s("checkout"), s("--force"), s("--detach"), target, s("--")],
+                    vec![
+                        s("git"),
+                        s("checkout"),
+                        s("--force"),
+                        s("--detach"),
+                        target,
+                        s("--"),
+                    ],
                     repo_path.clone(),
                 ));
             }
@@ -801,7 +831,8 @@ impl Job {
             Ok(Some(info)) => info,
             Ok(None) => {
                 let msg = format!("step {step} has no log {name}: nothing to analyse");
-                log.write(Stream::Stdout, format!("{msg}\n").as_bytes()).await;
+                log.write(Stream::Stdout, format!("{msg}\n").as_bytes())
+                    .await;
                 return outcome(BuildResult::Failure, msg);
             }
             Err(e) => return outcome(BuildResult::Exception, e.to_string()),
@@ -815,6 +846,9 @@ impl Job {
         loop {
             if self.interrupt.is_cancelled() {
                 return outcome(BuildResult::Cancelled, "stopped");
+            }
+            if self.shutdown.is_cancelled() {
+                return outcome(BuildResult::Retry, "the master is shutting down");
             }
             let page = match reader.read_text(offset, 1024 * 1024).await {
                 Ok(p) => p,
@@ -866,7 +900,12 @@ mod tests {
 
     #[test]
     fn argv_is_shown_quoted() {
-        let argv = vec!["echo".to_string(), "a b".into(), "it's".into(), "x=1".into()];
+        let argv = vec![
+            "echo".to_string(),
+            "a b".into(),
+            "it's".into(),
+            "x=1".into(),
+        ];
         assert_eq!(show_argv(&argv), "echo 'a b' 'it'\\''s' x=1");
     }
 

@@ -204,7 +204,9 @@ impl Master {
         while workers.is_none() || http.is_none() {
             let line = lines
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("abo start logs its addresses: {}", log.lock().unwrap()));
+                .unwrap_or_else(|_| {
+                    panic!("abo start logs its addresses: {}", log.lock().unwrap())
+                });
             if let Some((_, a)) = line.split_once("listening for workers on ") {
                 workers = a.trim().parse().ok();
             }
@@ -460,9 +462,8 @@ pub fn http(
         let mut rest = &body[..];
         loop {
             let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-            let size =
-                usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16)
-                    .unwrap();
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16)
+                .unwrap();
             rest = &rest[eol + 2..];
             if size == 0 {
                 break;

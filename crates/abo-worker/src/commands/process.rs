@@ -292,6 +292,24 @@ pub(crate) async fn run(spec: Spec, ctx: &mut Ctx, out: &mut OutputBuffer) -> Re
     }
     cmd.envs(&spec.env.set);
     cmd.env("PWD", &spec.workdir);
+    // Stat the logfiles before the process starts: a fast command may have written one
+    // already by the time the worker looks, which would then pass for an unchanged old file.
+    let mut watches: Vec<Watch> = spec
+        .logfiles
+        .into_iter()
+        .map(|l| {
+            let initial = std::fs::metadata(&l.path)
+                .ok()
+                .map(|m| (m.ino(), m.size(), m.mtime()));
+            Watch {
+                stream: Stream::Log(l.name.clone()),
+                spec: l,
+                initial,
+                file: None,
+                splitter: LineSplitter::new(ctx.output.max_line),
+            }
+        })
+        .collect();
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -328,22 +346,6 @@ pub(crate) async fn run(spec: Spec, ctx: &mut Ctx, out: &mut OutputBuffer) -> Re
     }
     let mut out_split = LineSplitter::new(ctx.output.max_line);
     let mut err_split = LineSplitter::new(ctx.output.max_line);
-    let mut watches: Vec<Watch> = spec
-        .logfiles
-        .into_iter()
-        .map(|l| {
-            let initial = std::fs::metadata(&l.path)
-                .ok()
-                .map(|m| (m.ino(), m.size(), m.mtime()));
-            Watch {
-                stream: Stream::Log(l.name.clone()),
-                spec: l,
-                initial,
-                file: None,
-                splitter: LineSplitter::new(ctx.output.max_line),
-            }
-        })
-        .collect();
 
     let start = Instant::now();
     let max_deadline = spec.max_time.map(|t| start + t);

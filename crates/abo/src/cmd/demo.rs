@@ -281,11 +281,16 @@ struct Cluster {
 
 /// `runuser` (util-linux), by its full path: the server's environment has a short PATH.
 fn runuser() -> PathBuf {
-    ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser", "/bin/runuser"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("runuser"))
+    [
+        "/usr/sbin/runuser",
+        "/sbin/runuser",
+        "/usr/bin/runuser",
+        "/bin/runuser",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+    .unwrap_or_else(|| PathBuf::from("runuser"))
 }
 
 fn server_command(owner: Option<&str>, dir: &Path, program: &Path) -> Command {
@@ -335,19 +340,30 @@ fn psql_for(bin: &Path) -> PathBuf {
 }
 
 impl Cluster {
-    fn start(pg: &PgBin, dir: &Path, owner: Option<&str>, superuser: &str) -> anyhow::Result<Cluster> {
+    fn start(
+        pg: &PgBin,
+        dir: &Path,
+        owner: Option<&str>,
+        superuser: &str,
+    ) -> anyhow::Result<Cluster> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         if let Some(user) = owner {
-            let (uid, gid) =
-                user_ids(user).with_context(|| format!("no system user {user}"))?;
+            let (uid, gid) = user_ids(user).with_context(|| format!("no system user {user}"))?;
             chown(dir, uid, gid)?;
         }
         let data = dir.join("data");
         if !data.join("PG_VERSION").exists() {
             let mut c = server_command(owner, dir, &pg.bin.join("initdb"));
-            c.arg("-D")
-                .arg(&data)
-                .args(["-A", "trust", "-U", superuser, "-E", "UTF8", "--locale=C", "--no-sync"]);
+            c.arg("-D").arg(&data).args([
+                "-A",
+                "trust",
+                "-U",
+                superuser,
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]);
             run_logged(c, &dir.join("initdb.log"), "initdb")?;
         }
         let opts = format!(
@@ -396,13 +412,21 @@ impl Cluster {
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
             cluster.stop();
-            bail!("PostgreSQL {} in {} does not answer: {err}", pg.major, dir.display());
+            bail!(
+                "PostgreSQL {} in {} does not answer: {err}",
+                pg.major,
+                dir.display()
+            );
         }
         Ok(cluster)
     }
 
     fn stop(&self) {
-        let mut c = server_command(self.owner.as_deref(), &self.dir, &self.pg.bin.join("pg_ctl"));
+        let mut c = server_command(
+            self.owner.as_deref(),
+            &self.dir,
+            &self.pg.bin.join("pg_ctl"),
+        );
         c.arg("-D")
             .arg(self.dir.join("data"))
             .args(["-m", "fast", "-w", "-t", "60", "stop"])
@@ -619,7 +643,10 @@ fn wait_for(
 fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
         if !dir.is_dir() {
-            bail!("{} exists and is not a directory: choose another --dir", dir.display());
+            bail!(
+                "{} exists and is not a directory: choose another --dir",
+                dir.display()
+            );
         }
         let empty = std::fs::read_dir(dir)?.next().is_none();
         if !empty {
@@ -631,7 +658,8 @@ fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
                 );
             }
             if let Ok(state) = read_state(dir) {
-                if pid_alive(state.master_pid) || pid_alive(state.worker_pid) {
+                let running = |pid| pid_alive(pid) && runs_in(pid, dir);
+                if running(state.master_pid) || running(state.worker_pid) {
                     bail!(
                         "a demo is still running in {}: stop it first with `abo demo --stop \
                          --dir {}`",
@@ -657,6 +685,18 @@ fn read_state(dir: &Path) -> anyhow::Result<State> {
     Ok(serde_json::from_str(&text)?)
 }
 
+/// Whether process `pid` is one the demo in `dir` started (`abo start DIR`, `abo worker
+/// start DIR/worker`): a recorded pid may have been reused since.
+fn runs_in(pid: i32, dir: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let worker = dir.join("worker");
+    cmdline.split(|b| *b == 0).any(|arg| {
+        arg == dir.as_os_str().as_encoded_bytes() || arg == worker.as_os_str().as_encoded_bytes()
+    })
+}
+
 /// `abo demo --stop`.
 fn stop_kept(dir: &Path) -> anyhow::Result<ExitCode> {
     let state = match read_state(dir) {
@@ -667,7 +707,7 @@ fn stop_kept(dir: &Path) -> anyhow::Result<ExitCode> {
         }
     };
     for (name, pid) in [("worker", state.worker_pid), ("master", state.master_pid)] {
-        if !pid_alive(pid) {
+        if !pid_alive(pid) || !runs_in(pid, dir) {
             continue;
         }
         // SAFETY: kill(2) on the pid the demo recorded for its own child.
@@ -785,7 +825,10 @@ fn layout(
         for (name, command) in [
             ("system", r#"["uname", "-a"]"#),
             ("where", r#""pwd && ls -la""#),
-            ("tools", r#""(python3 --version; git --version) 2>&1 || true""#),
+            (
+                "tools",
+                r#""(python3 --version; git --version) 2>&1 || true""#,
+            ),
         ] {
             toml.push_str(&format!(
                 "[[step-sets.demo-shell]]\nname = \"{name}\"\ncommand = {command}\n\n"
@@ -952,7 +995,11 @@ fn demo(args: &Args, dir: &Path, running: &mut Running) -> anyhow::Result<ExitCo
             "starting {} throwaway PostgreSQL cluster{}{}: ",
             bins.len(),
             if bins.len() == 1 { "" } else { "s" },
-            if root { " (as an unprivileged user: PostgreSQL refuses root)" } else { "" }
+            if root {
+                " (as an unprivileged user: PostgreSQL refuses root)"
+            } else {
+                ""
+            }
         ));
         let owner = if root { Some(pg_owner()?) } else { None };
         // The socket path must be short (107 bytes) and the directory reachable by the
@@ -1030,10 +1077,18 @@ fn demo(args: &Args, dir: &Path, running: &mut Running) -> anyhow::Result<ExitCo
         Ok(l) => l,
         Err(diags) => {
             let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
-            bail!("the demo's configuration does not check:\n{}", text.join("\n"));
+            bail!(
+                "the demo's configuration does not check:\n{}",
+                text.join("\n")
+            );
         }
     };
-    let builders: Vec<String> = loaded.plan.builders.iter().map(|b| b.name.clone()).collect();
+    let builders: Vec<String> = loaded
+        .plan
+        .builders
+        .iter()
+        .map(|b| b.name.clone())
+        .collect();
     let mut user_add = Command::new(&exe);
     user_add
         .args(["user", "add"])
@@ -1086,9 +1141,13 @@ fn demo(args: &Args, dir: &Path, running: &mut Running) -> anyhow::Result<ExitCo
     let client = Client::with_timeout(&api, Duration::from_secs(10))?;
     {
         let master = running.master.as_mut().expect("just started");
-        wait_for("the master", master, &master_log, Duration::from_secs(60), || {
-            client.workers().is_ok()
-        })?;
+        wait_for(
+            "the master",
+            master,
+            &master_log,
+            Duration::from_secs(60),
+            || client.workers().is_ok(),
+        )?;
     }
     p.done(
         t,
@@ -1098,7 +1157,11 @@ fn demo(args: &Args, dir: &Path, running: &mut Running) -> anyhow::Result<ExitCo
     // 5. The worker.
     let t = p.start(&format!(
         "starting the worker{}: ",
-        if root { " (--allow-root: abo demo runs as root)" } else { "" }
+        if root {
+            " (--allow-root: abo demo runs as root)"
+        } else {
+            ""
+        }
     ));
     let wdir = dir.join("worker");
     abo_worker::settings::create(
@@ -1112,18 +1175,27 @@ fn demo(args: &Args, dir: &Path, running: &mut Running) -> anyhow::Result<ExitCo
     )?;
     let worker_log = dir.join("worker.log");
     let mut start = Command::new(&exe);
-    start.args(["worker", "start"]).arg(&wdir).env_remove("RUST_LOG");
+    start
+        .args(["worker", "start"])
+        .arg(&wdir)
+        .env_remove("RUST_LOG");
     if root {
         start.arg("--allow-root");
     }
     running.worker = Some(spawn_logged(start, &worker_log)?);
     {
         let worker = running.worker.as_mut().expect("just started");
-        wait_for("the worker", worker, &worker_log, Duration::from_secs(60), || {
-            client
-                .workers()
-                .is_ok_and(|ws| ws.iter().any(|w| w.name == WORKER_NAME && w.connected))
-        })?;
+        wait_for(
+            "the worker",
+            worker,
+            &worker_log,
+            Duration::from_secs(60),
+            || {
+                client
+                    .workers()
+                    .is_ok_and(|ws| ws.iter().any(|w| w.name == WORKER_NAME && w.connected))
+            },
+        )?;
     }
     p.done(
         t,
@@ -1155,7 +1227,11 @@ fn demo(args: &Args, dir: &Path, running: &mut Running) -> anyhow::Result<ExitCo
     )?;
 
     // 6. The builds.
-    let t = p.start(&format!("forcing {} build{}:\n", builders.len(), if builders.len() == 1 { "" } else { "s" }));
+    let t = p.start(&format!(
+        "forcing {} build{}:\n",
+        builders.len(),
+        if builders.len() == 1 { "" } else { "s" }
+    ));
     let mut forced = Vec::new();
     for b in &builders {
         let request = client.force(b, &serde_json::Map::new(), "abo demo")?;
@@ -1214,8 +1290,16 @@ fn demo(args: &Args, dir: &Path, running: &mut Running) -> anyhow::Result<ExitCo
             println!("  abo force {b} --wait   # another build");
         }
         println!("  curl {url}/api/v1/builders    # the JSON API");
-        println!("  {}/master.toml, workers.cfg, buildouts/MANIFEST.cfg: change them, then abo check {}", show(dir), show(dir));
-        println!("  {}, {}: the processes' logs", show(&master_log), show(&worker_log));
+        println!(
+            "  {}/master.toml, workers.cfg, buildouts/MANIFEST.cfg: change them, then abo check {}",
+            show(dir),
+            show(dir)
+        );
+        println!(
+            "  {}, {}: the processes' logs",
+            show(&master_log),
+            show(&worker_log)
+        );
         println!("Stop it all with: abo demo --stop --dir {}", show(dir));
     } else {
         println!("Stopping the worker, the master and PostgreSQL (--keep leaves them running).");
@@ -1223,9 +1307,16 @@ fn demo(args: &Args, dir: &Path, running: &mut Running) -> anyhow::Result<ExitCo
         let _ = std::fs::remove_file(&state_path);
         println!("Where to look next:");
         println!("  abo demo --keep                    # the same, left running, to try abo builds, abo log, abo force");
-        println!("  abo start {} &   then   {env} abo builds   # the builds stay in its database", show(dir));
+        println!(
+            "  abo start {} &   then   {env} abo builds   # the builds stay in its database",
+            show(dir)
+        );
         println!("  {}/master.toml, workers.cfg, buildouts/MANIFEST.cfg: the configuration (abo check {})", show(dir), show(dir));
-        println!("  {}, {}: the processes' logs", show(&master_log), show(&worker_log));
+        println!(
+            "  {}, {}: the processes' logs",
+            show(&master_log),
+            show(&worker_log)
+        );
         println!("  README.md and docs/: your own master directory (abo init), workers (abo worker create)");
     }
     Ok(ExitCode::from(status))
@@ -1296,17 +1387,28 @@ mod tests {
                 Ok(l) => l,
                 Err(d) => panic!(
                     "{}\n{}\n{}\n{}",
-                    d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"),
+                    d.iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n"),
                     l.manifest,
                     l.master_toml,
                     l.workers
                 ),
             };
-            let names: Vec<&str> = loaded.plan.builders.iter().map(|b| b.name.as_str()).collect();
+            let names: Vec<&str> = loaded
+                .plan
+                .builders
+                .iter()
+                .map(|b| b.name.as_str())
+                .collect();
             if clusters.is_empty() {
                 assert_eq!(names, ["demo-shell"]);
             } else {
-                assert_eq!(names, ["demo-psql-postgresql-15", "demo-buildout-postgresql-15"]);
+                assert_eq!(
+                    names,
+                    ["demo-psql-postgresql-15", "demo-buildout-postgresql-15"]
+                );
             }
             let _ = std::fs::remove_dir_all(&tmp);
         }

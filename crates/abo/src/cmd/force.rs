@@ -357,8 +357,7 @@ impl<'a> Watch<'a> {
                     t.queued_since = Instant::now();
                     t.queued_noted = None;
                 } else if t.queued_since.elapsed() > Duration::from_secs(10)
-                    && t
-                        .queued_noted
+                    && t.queued_noted
                         .is_none_or(|n| n.elapsed() > Duration::from_secs(60))
                 {
                     t.queued_noted = Some(Instant::now());
@@ -425,10 +424,7 @@ impl<'a> Watch<'a> {
                     continue;
                 }
                 let result = step.result.as_deref().unwrap_or("done");
-                let took = step
-                    .seconds(now)
-                    .map(human_duration)
-                    .unwrap_or_default();
+                let took = step.seconds(now).map(human_duration).unwrap_or_default();
                 let text = step.description_text();
                 let text = if text.is_empty() || text == step.name {
                     String::new()

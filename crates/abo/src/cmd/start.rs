@@ -15,8 +15,8 @@ use abo_master::{BuildSetup, Capability, MasterConfig, Timing, WorkerAccount};
 use anyhow::Context as _;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 

@@ -37,7 +37,8 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
     let settings = if settings_path.exists() {
         let text = std::fs::read_to_string(&settings_path)
             .with_context(|| format!("cannot read {}", settings_path.display()))?;
-        read_settings(&settings_path.display().to_string(), &text).map_err(|d| anyhow::anyhow!("{d}"))?
+        read_settings(&settings_path.display().to_string(), &text)
+            .map_err(|d| anyhow::anyhow!("{d}"))?
     } else if args.dir.is_dir() {
         abo_config::MasterSettings::default()
     } else {

@@ -230,8 +230,12 @@ pub fn make_master(
     let fx = fixtures();
     let c = clusters();
     let mut mk = Command::new(fx.testsupport.join("mkmaster.sh"));
-    mk.arg(dir)
-        .args(["--worker-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]);
+    mk.arg(dir).args([
+        "--worker-listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+    ]);
     for (_, d) in &c.clusters {
         mk.arg(d);
     }
@@ -409,7 +413,10 @@ impl Master {
                 if Instant::now() > deadline {
                     let _ = c.kill();
                     let _ = c.wait();
-                    panic!("abo start did not stop on SIGTERM:\n{}", tail(&self.log, 3000));
+                    panic!(
+                        "abo start did not stop on SIGTERM:\n{}",
+                        tail(&self.log, 3000)
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -721,7 +728,14 @@ pub fn parse_time(s: &str) -> Option<f64> {
         return None;
     }
     let n = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
-    let (y, mo, d, h, mi, se) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
+    let (y, mo, d, h, mi, se) = (
+        n(0..4)?,
+        n(5..7)?,
+        n(8..10)?,
+        n(11..13)?,
+        n(14..16)?,
+        n(17..19)?,
+    );
     let mut rest = &s[19..];
     let mut frac = 0.0;
     if let Some(r) = rest.strip_prefix('.') {

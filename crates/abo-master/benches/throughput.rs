@@ -2,7 +2,7 @@
 //!
 //! - output throughput: one command printing 200 MB (lines of 1,000 bytes) through a worker
 //!   to the master, against the same command with its output read directly from a pipe;
-//!   the master's peak resident memory while it streams;
+//!   the CPU time of each side, and the peak resident memory each gains while it streams;
 //! - round trip: `true` run 200 times, start to result, p50 and p99.
 //!
 //! ```text
@@ -11,6 +11,21 @@
 //!   cargo bench -p abo-master --bench throughput -- --peer abo   # abo's worker
 //! cargo bench -p abo-master --bench throughput -- --peer all --bytes 50000000 --runs 100
 //! ```
+//!
+//! Options: `--peer stock|abo|all`, `--bytes N`, `--runs N` (round trips), `--repeats N`
+//! (throughput runs, default 5), `--buffer-size N` (the `buffer_size` the master sends, else
+//! its default).
+//!
+//! How the comparison is kept fair:
+//! - both sides run the very same `/bin/sh -c` command line, and both consumers do the same
+//!   work with what arrives (count the bytes);
+//! - a direct run and a run through the worker alternate, and each figure is the best of
+//!   `--repeats`, so that both see the same machine: on a shared machine, running all the
+//!   direct runs first (as this benchmark used to) compares a quiet moment with a busy one;
+//! - CPU times come from `/proc/<pid>/schedstat` (nanoseconds; `/proc/<pid>/stat` counts
+//!   10 ms ticks, too coarse for runs of a few hundred ms). The producer's CPU (`yes`, `head`,
+//!   `sh`) is shown too: on a 2-core machine, producer + worker + master CPU over 2 is a floor
+//!   for the time through the worker.
 //!
 //! The stock worker comes from `$ABO_BUILDBOT_WORKER` or `.cache/` (`scripts/test` installs
 //! it); abo's worker from `$ABO_BIN` or the `abo` binary beside this benchmark.
@@ -33,6 +48,7 @@ struct Options {
     bytes: u64,
     runs: usize,
     repeats: usize,
+    buffer_size: Option<u64>,
 }
 
 fn options() -> Options {
@@ -40,7 +56,8 @@ fn options() -> Options {
         peers: vec![Peer::Stock],
         bytes: 200_000_000,
         runs: 200,
-        repeats: 3,
+        repeats: 5,
+        buffer_size: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let value = |name: &str| {
@@ -63,7 +80,10 @@ fn options() -> Options {
         o.runs = n.parse().expect("--runs N");
     }
     if let Some(n) = value("--repeats") {
-        o.repeats = n.parse().expect("--repeats N");
+        o.repeats = n.parse::<usize>().expect("--repeats N").max(1);
+    }
+    if let Some(n) = value("--buffer-size") {
+        o.buffer_size = Some(n.parse().expect("--buffer-size N"));
     }
     o
 }
@@ -78,8 +98,142 @@ fn producer(bytes: u64) -> String {
     format!("yes {line} | head -c {bytes}")
 }
 
-/// The same command, its output read from a pipe by this process.
-fn direct(bytes: u64) -> Duration {
+/// One run's figures.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    took: Duration,
+    /// CPU of the producer (`sh`, `yes`, `head`).
+    producer_cpu: Duration,
+    /// CPU of the consumer: this process for a direct run; the master (this process, with
+    /// the consumer) for a run through the worker.
+    master_cpu: Duration,
+    /// CPU of the worker process (its children excluded).
+    worker_cpu: Duration,
+    /// Peak resident memory gained during the run.
+    master_growth: u64,
+    worker_growth: u64,
+}
+
+/// CPU time (user + system) of this process's children that were waited for.
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct we pass; no other memory is touched.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
+        u
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// CPU time a process (all its threads) has run, in nanoseconds, from `schedstat`.
+fn process_cpu(pid: &str) -> Duration {
+    let mut total = 0u64;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            total += stat
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Duration::from_nanos(total)
+}
+
+/// CPU time of the children a process has waited for (`cutime` + `cstime`, 10 ms ticks:
+/// fine for the producer, which runs long).
+fn waited_children_cpu(pid: i32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // cutime and cstime are fields 16 and 17 of the line, 14 and 15 after the name.
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis((ticks(13) + ticks(14)) * 1000 / hz)
+}
+
+/// Resident memory of a process, from its `status`.
+fn rss_of(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Samples the peak resident memory of this process and of `worker` until dropped.
+struct Peaks {
+    stop: Arc<AtomicBool>,
+    master: Arc<AtomicU64>,
+    worker: Arc<AtomicU64>,
+    baseline: (u64, u64),
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Peaks {
+    fn start(worker: Option<i32>) -> Peaks {
+        let worker_pid = worker.map(|p| p.to_string());
+        let baseline = (
+            rss_bytes(),
+            worker_pid.as_deref().map_or(0, rss_of),
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let master = Arc::new(AtomicU64::new(baseline.0));
+        let worker = Arc::new(AtomicU64::new(baseline.1));
+        let thread = {
+            let (stop, master, worker) = (stop.clone(), master.clone(), worker.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    master.fetch_max(rss_bytes(), Ordering::Relaxed);
+                    if let Some(pid) = &worker_pid {
+                        worker.fetch_max(rss_of(pid), Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            })
+        };
+        Peaks {
+            stop,
+            master,
+            worker,
+            baseline,
+            thread: Some(thread),
+        }
+    }
+
+    /// Growth of the master and of the worker.
+    fn finish(mut self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        (
+            self.master
+                .load(Ordering::Relaxed)
+                .saturating_sub(self.baseline.0),
+            self.worker
+                .load(Ordering::Relaxed)
+                .saturating_sub(self.baseline.1),
+        )
+    }
+}
+
+/// The same command, its output read from a pipe by this process, counting bytes.
+fn direct(bytes: u64) -> Run {
+    let peaks = Peaks::start(None);
+    let (cpu0, children0) = (process_cpu("self"), children_cpu());
     let started = Instant::now();
     let mut child = Process::new("/bin/sh")
         .args(["-c", &producer(bytes)])
@@ -97,40 +251,60 @@ fn direct(bytes: u64) -> Duration {
         }
     }
     assert!(child.wait().expect("sh ends").success());
+    let took = started.elapsed();
     assert_eq!(total, bytes);
-    started.elapsed()
+    let (master_growth, _) = peaks.finish();
+    Run {
+        took,
+        producer_cpu: children_cpu().saturating_sub(children0),
+        master_cpu: process_cpu("self").saturating_sub(cpu0),
+        worker_cpu: Duration::ZERO,
+        master_growth,
+        worker_growth: 0,
+    }
 }
 
-/// CPU time (user + system) this process has used.
-fn own_cpu() -> Duration {
-    // SAFETY: getrusage fills the struct we pass; no other memory is touched.
-    let usage = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut u);
-        u
+/// The command through the worker, the consumer counting the bytes of stdout.
+async fn through(f: &Fixture, bytes: u64) -> Run {
+    let work = f.wpath("build");
+    let worker_pid = f.worker.pid();
+    let worker = worker_pid.to_string();
+    let peaks = Peaks::start(Some(worker_pid));
+    let (cpu0, wcpu0, pcpu0) = (
+        process_cpu("self"),
+        process_cpu(&worker),
+        waited_children_cpu(worker_pid),
+    );
+    let started = Instant::now();
+    let mut cmd = f
+        .conn
+        .run(shell(script(&work, &producer(bytes))))
+        .await
+        .expect("command starts");
+    let mut got = 0u64;
+    while let Some(entry) = cmd.next().await {
+        if let UpdateEntry::Stdout(l) = entry {
+            got += l.text.len() as u64;
+        }
+    }
+    let result = cmd.result().await;
+    let took = started.elapsed();
+    let run = Run {
+        took,
+        producer_cpu: waited_children_cpu(worker_pid).saturating_sub(pcpu0),
+        master_cpu: process_cpu("self").saturating_sub(cpu0),
+        worker_cpu: process_cpu(&worker).saturating_sub(wcpu0),
+        master_growth: 0,
+        worker_growth: 0,
     };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
-/// CPU time (user + system) of another process, from /proc.
-fn process_cpu(pid: i32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    // SAFETY: sysconf has no memory effects.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_millis((ticks(11) + ticks(12)) * 1000 / hz)
+    let (master_growth, worker_growth) = peaks.finish();
+    assert!(result.is_success(), "{result:?}");
+    assert_eq!(got, bytes, "every byte arrives");
+    Run {
+        master_growth,
+        worker_growth,
+        ..run
+    }
 }
 
 fn mb_per_s(bytes: u64, d: Duration) -> f64 {
@@ -142,64 +316,78 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn bench_peer(peer: Peer, o: &Options, direct_best: Duration) {
+/// Best (smallest) of each figure over the runs, and the median time.
+struct Summary {
+    best: Duration,
+    median: Duration,
+    producer_cpu: Duration,
+    master_cpu: Duration,
+    worker_cpu: Duration,
+    master_growth: u64,
+    worker_growth: u64,
+}
+
+fn summary(runs: &[Run]) -> Summary {
+    let mut times: Vec<Duration> = runs.iter().map(|r| r.took).collect();
+    times.sort();
+    let min = |f: fn(&Run) -> Duration| runs.iter().map(f).min().unwrap_or_default();
+    Summary {
+        best: times[0],
+        median: percentile(&times, 0.5),
+        producer_cpu: min(|r| r.producer_cpu),
+        master_cpu: min(|r| r.master_cpu),
+        worker_cpu: min(|r| r.worker_cpu),
+        // Memory: the worst run counts.
+        master_growth: runs.iter().map(|r| r.master_growth).max().unwrap_or(0),
+        worker_growth: runs.iter().map(|r| r.worker_growth).max().unwrap_or(0),
+    }
+}
+
+fn mib(n: u64) -> f64 {
+    n as f64 / 1048576.0
+}
+
+async fn bench_peer(peer: Peer, o: &Options) {
     let mut config = master_config(&[(NAME, PASSWORD)]);
     config.timing = Timing::default();
-    let f = fixture_with(peer, config).await;
-    let work = f.wpath("build");
-
-    // Throughput.
-    let mut best = Duration::MAX;
-    let mut peak_growth = 0u64;
-    let (mut master_cpu, mut worker_cpu) = (Duration::MAX, Duration::MAX);
-    for _ in 0..o.repeats {
-        let baseline = rss_bytes();
-        let peak = Arc::new(AtomicU64::new(baseline));
-        let stop = Arc::new(AtomicBool::new(false));
-        let sampler = {
-            let (peak, stop) = (peak.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    peak.fetch_max(rss_bytes(), Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            })
-        };
-        let (cpu0, wcpu0) = (own_cpu(), process_cpu(f.worker.pid()));
-        let started = Instant::now();
-        let mut cmd = f
-            .conn
-            .run(shell(script(&work, &producer(o.bytes))))
-            .await
-            .expect("command starts");
-        let mut got = 0u64;
-        while let Some(entry) = cmd.next().await {
-            if let UpdateEntry::Stdout(l) = entry {
-                got += l.text.len() as u64;
-            }
-        }
-        let result = cmd.result().await;
-        let took = started.elapsed();
-        master_cpu = master_cpu.min(own_cpu().saturating_sub(cpu0));
-        worker_cpu = worker_cpu.min(process_cpu(f.worker.pid()).saturating_sub(wcpu0));
-        stop.store(true, Ordering::Relaxed);
-        let _ = sampler.join();
-        assert!(result.is_success(), "{result:?}");
-        assert_eq!(got, o.bytes, "every byte arrives");
-        best = best.min(took);
-        peak_growth = peak_growth.max(peak.load(Ordering::Relaxed).saturating_sub(baseline));
+    if let (Some(n), Some(settings)) = (o.buffer_size, config.connect_settings.as_mut()) {
+        settings.buffer_size = n;
     }
-    let slower = (best.as_secs_f64() / direct_best.as_secs_f64() - 1.0) * 100.0;
+    let f = fixture_with(peer, config).await;
+
+    // Throughput: direct and through the worker, alternating.
+    let (mut directs, mut throughs) = (Vec::new(), Vec::new());
+    for _ in 0..o.repeats {
+        directs.push(direct(o.bytes));
+        throughs.push(through(&f, o.bytes).await);
+    }
+    let (d, t) = (summary(&directs), summary(&throughs));
+    let mb = o.bytes / 1_000_000;
+    let slower = (t.best.as_secs_f64() / d.best.as_secs_f64() - 1.0) * 100.0;
     println!(
-        "{peer:?} worker: {} MB in {best:.2?} ({:.0} MB/s), {slower:+.0}% vs direct; \
-         master peak RSS growth {:.1} MiB; CPU: master {master_cpu:.2?}, worker {worker_cpu:.2?} \
-         (its own process, children excluded)",
-        o.bytes / 1_000_000,
-        mb_per_s(o.bytes, best),
-        peak_growth as f64 / 1048576.0
+        "direct: {mb} MB in {:.2?} ({:.0} MB/s; median {:.2?}); CPU: reader {:.2?}, producer {:.2?}",
+        d.best,
+        mb_per_s(o.bytes, d.best),
+        d.median,
+        d.master_cpu,
+        d.producer_cpu,
+    );
+    println!(
+        "{peer:?} worker: {mb} MB in {:.2?} ({:.0} MB/s; median {:.2?}), {slower:+.0}% vs direct; \
+         CPU: master {:.2?} (with the consumer), worker {:.2?} (its own process), producer {:.2?}; \
+         peak RSS growth: master {:.1} MiB, worker {:.1} MiB",
+        t.best,
+        mb_per_s(o.bytes, t.best),
+        t.median,
+        t.master_cpu,
+        t.worker_cpu,
+        t.producer_cpu,
+        mib(t.master_growth),
+        mib(t.worker_growth),
     );
 
     // Round trip of a trivial command.
+    let work = f.wpath("build");
     let mut rtts = Vec::with_capacity(o.runs);
     for i in 0..o.runs + 10 {
         let started = Instant::now();
@@ -229,21 +417,12 @@ async fn bench_peer(peer: Peer, o: &Options, direct_best: Duration) {
 
 fn main() {
     let o = options();
-    let direct_best = (0..o.repeats)
-        .map(|_| direct(o.bytes))
-        .min()
-        .expect("at least one repeat");
-    println!(
-        "direct: {} MB in {direct_best:.2?} ({:.0} MB/s)",
-        o.bytes / 1_000_000,
-        mb_per_s(o.bytes, direct_best)
-    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
     for peer in &o.peers {
-        runtime.block_on(bench_peer(*peer, &o, direct_best));
+        runtime.block_on(bench_peer(*peer, &o));
     }
 }

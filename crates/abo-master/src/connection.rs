@@ -11,6 +11,11 @@
 //! Liveness: a WebSocket ping every `ping_interval`; any frame (the pong included) counts as
 //! a sign of life. While the task waits for a slow command consumer it does not read, so that
 //! wait does not count as the worker's silence.
+//!
+//! Output is the hot path: an `update` frame is decoded with its text shared, not copied
+//! (`decode_bytes`), and answers to the worker are buffered and flushed together once no
+//! frame is waiting to be read, so a worker streaming output gets one write per burst of
+//! answers rather than one per update.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,7 +23,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use abo_proto::{
-    decode_with, encode, Command, CommandId, DecodeError, Limits, MasterEvent, MasterSession,
+    decode_bytes, encode, Command, CommandId, DecodeError, Limits, MasterEvent, MasterSession,
     Message, Outcome, Reply, ReplyToken, Sent, SeqNumber, UpdateEntry, Value, WorkerInfo,
     WorkerRequest, WorkerSettings,
 };
@@ -210,6 +215,8 @@ struct Conn {
     stalled: Option<Stalled>,
     last_heard: Instant,
     refused: u32,
+    /// Answers were buffered (`feed`) and not yet flushed to the socket.
+    unflushed: bool,
 }
 
 /// What woke the connection up.
@@ -223,6 +230,8 @@ enum Wake {
     Unstall(Result<mpsc::OwnedPermit<Vec<UpdateEntry>>, mpsc::error::SendError<()>>),
     Request(Option<Request>),
     Frame(Option<Result<WsMessage, tungstenite::Error>>),
+    /// Nothing else to do: time to send the buffered answers.
+    Flush,
 }
 
 /// Serves one authenticated connection until it ends.
@@ -250,6 +259,7 @@ pub(crate) async fn serve(ws: WebSocketStream<TcpStream>, setup: Setup) {
         stalled: None,
         last_heard: Instant::now(),
         refused: 0,
+        unflushed: false,
     };
     let reason = match conn.introduce(setup.connect_settings).await {
         Ok(()) => conn.run(requests).await,
@@ -304,18 +314,49 @@ impl Conn {
 
     async fn write_ws(&mut self, msg: WsMessage) -> Result<(), LostReason> {
         let lost_after = self.timing.lost_after;
-        tokio::select! {
+        let sent = tokio::select! {
             r = self.ws.send(msg) => r.map_err(ws_error),
+            _ = tokio::time::sleep(lost_after) => Err(LostReason::Silent(lost_after)),
+            _ = self.shutdown.cancelled() => Err(LostReason::Shutdown),
+            _ = self.replaced.cancelled() => Err(LostReason::Replaced),
+        };
+        // `send` flushes what was buffered before it too.
+        self.unflushed = false;
+        sent
+    }
+
+    /// Buffers an answer; [`Conn::run`] flushes once no frame is waiting (tungstenite also
+    /// writes by itself when its buffer passes `write_buffer_size`). With the same timeouts
+    /// as [`Conn::write_ws`], since a full buffer makes `feed` write.
+    async fn feed(&mut self, msg: &Message) -> Result<(), LostReason> {
+        let lost_after = self.timing.lost_after;
+        let frame = WsMessage::Binary(encode(msg).into());
+        self.unflushed = true;
+        tokio::select! {
+            r = self.ws.feed(frame) => r.map_err(ws_error),
             _ = tokio::time::sleep(lost_after) => Err(LostReason::Silent(lost_after)),
             _ = self.shutdown.cancelled() => Err(LostReason::Shutdown),
             _ = self.replaced.cancelled() => Err(LostReason::Replaced),
         }
     }
 
+    async fn flush(&mut self) -> Result<(), LostReason> {
+        let lost_after = self.timing.lost_after;
+        let flushed = tokio::select! {
+            r = self.ws.flush() => r.map_err(ws_error),
+            _ = tokio::time::sleep(lost_after) => Err(LostReason::Silent(lost_after)),
+            _ = self.shutdown.cancelled() => Err(LostReason::Shutdown),
+            _ = self.replaced.cancelled() => Err(LostReason::Replaced),
+        };
+        self.unflushed = false;
+        flushed
+    }
+
+    /// Answers one of the worker's requests. Buffered: see [`Conn::feed`].
     async fn respond(&mut self, token: ReplyToken, outcome: Outcome) -> Result<(), LostReason> {
         // `None` only for a token of another session, which this connection never holds.
         match self.session.respond(token, outcome) {
-            Some(msg) => self.write(&msg).await,
+            Some(msg) => self.feed(&msg).await,
             None => Ok(()),
         }
     }
@@ -377,6 +418,8 @@ impl Conn {
                 }, if stalled => Wake::Unstall(permit),
                 request = requests.recv() => Wake::Request(request),
                 frame = self.ws.next(), if !stalled => Wake::Frame(frame),
+                // Last of a biased select: only when nothing above is ready.
+                _ = std::future::ready(()), if self.unflushed => Wake::Flush,
             };
             let step = match wake {
                 Wake::Shutdown => Err(LostReason::Shutdown),
@@ -396,6 +439,7 @@ impl Conn {
                     self.last_heard = Instant::now();
                     self.on_ws_message(frame).await
                 }
+                Wake::Flush => self.flush().await,
             };
             if let Err(reason) = step {
                 return reason;
@@ -417,8 +461,8 @@ impl Conn {
         }
     }
 
-    async fn on_frame(&mut self, bytes: &[u8]) -> Result<(), LostReason> {
-        let event = decode_with(bytes, &self.limits).and_then(|msg| self.session.receive(msg));
+    async fn on_frame(&mut self, bytes: &tungstenite::Bytes) -> Result<(), LostReason> {
+        let event = decode_bytes(bytes, &self.limits).and_then(|msg| self.session.receive(msg));
         match event {
             Ok(MasterEvent::Answered {
                 seq,

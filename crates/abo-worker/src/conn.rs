@@ -342,12 +342,25 @@ impl Session<'_> {
 }
 
 /// Writes frames until the channel closes or the socket fails; closes the socket politely.
+///
+/// Frames queued together go out together: each is buffered (`feed`), and the socket is
+/// flushed once nothing more is waiting, so a burst of small answers costs one write.
 async fn writer(
     mut sink: futures_util::stream::SplitSink<Ws, WsMessage>,
     mut rx: mpsc::UnboundedReceiver<WsMessage>,
 ) {
-    while let Some(msg) = rx.recv().await {
-        if let Err(e) = sink.send(msg).await {
+    while let Some(mut msg) = rx.recv().await {
+        loop {
+            if let Err(e) = sink.feed(msg).await {
+                debug!("write failed: {e}");
+                return;
+            }
+            match rx.try_recv() {
+                Ok(next) => msg = next,
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = sink.flush().await {
             debug!("write failed: {e}");
             return;
         }

@@ -47,6 +47,23 @@ buildout = standalone standin-7.0-fail.cfg
 build-for = postgresql >= 15
 ";
 
+/// `sitecustomize.py` for the worker's Python processes: each `bin/buildout` run that is
+/// not a bootstrap appends `START END CWD` to $ABO_E2E_BUILDOUT_TRACE, after sleeping
+/// $ABO_E2E_BUILDOUT_SLEEP seconds.
+const BUILDOUT_TRACER: &str = r#"
+import atexit, os, sys, time
+_trace = os.environ.get("ABO_E2E_BUILDOUT_TRACE")
+if _trace and sys.argv and os.path.basename(sys.argv[0]) == "buildout" and "bootstrap" not in sys.argv[1:]:
+    _start = time.time()
+    time.sleep(float(os.environ.get("ABO_E2E_BUILDOUT_SLEEP") or 0))
+
+    def _done():
+        with open(_trace, "a") as f:
+            f.write("%f %f %s\n" % (_start, time.time(), os.getcwd()))
+
+    atexit.register(_done)
+"#;
+
 macro_rules! peers {
     ($($scenario:ident),* $(,)?) => {
         mod abo_worker {
@@ -217,12 +234,23 @@ fn matrix(peer: Peer) {
         assert_eq!(b["properties"]["pg_version"], version_of(name), "{b}");
     }
 
+    // Every `bin/buildout` run of the worker's builds (not the bootstraps) logs when it
+    // starts and ends, as the worker's processes see it, and takes 1.5 s longer: with two
+    // builds at once, one must wait for the other's buildout.
+    let trace = tmp.path().join("buildouts.trace");
+    let site = tmp.path().join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("sitecustomize.py"), BUILDOUT_TRACER).unwrap();
     let worker = WorkerProcess::start(
         peer,
         &tmp.path().join("w1"),
         master.workers,
         &account("w1"),
-        &[],
+        &[
+            ("PYTHONPATH", site.to_str().unwrap()),
+            ("ABO_E2E_BUILDOUT_TRACE", trace.to_str().unwrap()),
+            ("ABO_E2E_BUILDOUT_SLEEP", "1.5"),
+        ],
     );
     wait_connected(&master, &worker);
 
@@ -269,9 +297,35 @@ fn matrix(peer: Peer) {
         assert_eq!(step(b, "analyze")["result"], "success", "{b:#}");
     }
 
-    // The buildout lock: the buildout steps of concurrent builds never ran at once on the
-    // worker, a build waited for the lock while another's buildout ran, and the bootstrap
-    // steps just before them (no lock) did run at once (the sampler can see concurrency).
+    // The buildout lock. On the worker: the three `bin/buildout` processes never ran at
+    // once. Through the API: their steps never ran at once, a build waited for the lock
+    // while another's buildout ran, and the bootstrap steps just before them (no lock) did
+    // run at once (the sampler can see concurrency).
+    let runs = std::fs::read_to_string(&trace).unwrap();
+    let mut runs: Vec<(f64, f64, String)> = runs
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.splitn(3, ' ').collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].to_owned(),
+            )
+        })
+        .collect();
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    for pair in runs.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].0,
+            "two bin/buildout processes ran at once on the worker: {pair:?}"
+        );
+    }
+    say(&format!(
+        "e2e {peer:?}: bin/buildout runs on the worker, gaps between them: {:.3}s, {:.3}s",
+        runs[1].0 - runs[0].1,
+        runs[2].0 - runs[1].1
+    ));
     assert_eq!(seen.buildouts, 1, "{seen:?}");
     assert!(
         seen.waits >= 2,

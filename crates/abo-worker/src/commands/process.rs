@@ -34,8 +34,8 @@ const BACKUP_KILL: Duration = Duration::from_secs(5);
 /// After the process exits, how long its pipes may stay open once it has been killed: a
 /// member that escaped the group may hold them forever.
 const EOF_AFTER_KILL: Duration = Duration::from_secs(2);
-/// Largest pipe read.
-const READ_SIZE: usize = 64 * 1024;
+/// Largest pipe read: with a large `buffer_size`, fewer reads per update.
+const READ_SIZE: usize = 256 * 1024;
 /// Requested capacity of the stdout pipe.
 const PIPE_SIZE: i32 = 1 << 20;
 /// Smallest pipe read, even when the output buffer is nearly full.

@@ -165,6 +165,17 @@ pub fn encode(msg: &Message) -> Vec<u8> {
     w.buf
 }
 
+/// [`encode`], appending to `buf` (which it grows once, to the size the message needs):
+/// lets a sender reuse its buffers.
+pub fn encode_into(msg: &Message, buf: &mut Vec<u8>) {
+    buf.reserve(msg.size_hint());
+    let mut w = msgpack::Writer {
+        buf: std::mem::take(buf),
+    };
+    msg.write(&mut w);
+    *buf = w.buf;
+}
+
 /// Decodes one frame with the default [`Limits`].
 pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
     decode_with(frame, &Limits::default())

@@ -159,50 +159,39 @@ impl<'a> Parser<'a> {
                 }
             };
             // Attach the finished node to its container, closing every container it fills.
+            // The open container is filled in place: moving it off the stack and back for
+            // each element would cost more than the element (an update has two array
+            // elements per line of output).
             loop {
-                let Some(open) = stack.pop() else {
-                    return Ok(node);
-                };
-                match open {
-                    Open::Array { mut items, left } => {
+                let full = match stack.last_mut() {
+                    None => return Ok(node),
+                    Some(Open::Array { items, left }) => {
                         items.push(node);
-                        if left > 1 {
-                            stack.push(Open::Array {
-                                items,
-                                left: left - 1,
-                            });
-                            break;
-                        }
-                        node = Node::Array(items);
+                        *left -= 1;
+                        *left == 0
                     }
-                    Open::Map {
-                        entries,
-                        key: None,
-                        left,
-                    } => {
-                        stack.push(Open::Map {
-                            entries,
-                            key: Some(node),
-                            left,
-                        });
+                    Some(Open::Map { entries, key, left }) => match key.take() {
+                        None => {
+                            *key = Some(node);
+                            false
+                        }
+                        Some(k) => {
+                            entries.push((k, node));
+                            *left -= 1;
+                            *left == 0
+                        }
+                    },
+                };
+                // The container is complete: it becomes the node to attach to its parent
+                // (`last_mut` just found it, so the pop always succeeds).
+                match stack.pop() {
+                    Some(Open::Array { items, .. }) if full => node = Node::Array(items),
+                    Some(Open::Map { entries, .. }) if full => node = Node::Map(entries),
+                    Some(open) => {
+                        stack.push(open);
                         break;
                     }
-                    Open::Map {
-                        mut entries,
-                        key: Some(k),
-                        left,
-                    } => {
-                        entries.push((k, node));
-                        if left > 1 {
-                            stack.push(Open::Map {
-                                entries,
-                                key: None,
-                                left: left - 1,
-                            });
-                            break;
-                        }
-                        node = Node::Map(entries);
-                    }
+                    None => break,
                 }
             }
         }

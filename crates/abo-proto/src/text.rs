@@ -45,6 +45,12 @@ impl Text {
         &self.0
     }
 
+    /// The underlying bytes, e.g. to reuse the buffer once the text is no longer needed
+    /// ([`Bytes::try_into_mut`]).
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+
     /// `s`, which must lie inside `frame`, as a slice of `frame` (no copy).
     pub(crate) fn slice_of(frame: &Bytes, s: &str) -> Text {
         Text(frame.slice_ref(s.as_bytes()))

@@ -456,6 +456,24 @@ proptest! {
     }
 
     #[test]
+    fn sharing_the_frame_decodes_the_same(m in message(), junk in vec(any::<u8>(), 0..8)) {
+        // Appending to a used buffer gives the same bytes as a fresh encode.
+        let mut buf = junk.clone();
+        encode_into(&m, &mut buf);
+        let bytes = encode(&m);
+        prop_assert_eq!(&buf[junk.len()..], &bytes[..]);
+        let shared = bytes::Bytes::from(bytes.clone());
+        prop_assert_eq!(decode_bytes(&shared, &Limits::default()), decode(&bytes));
+        // And refuses the same frames.
+        let mut bad = bytes.clone();
+        bad.truncate(bad.len() / 2);
+        prop_assert_eq!(
+            decode_bytes(&bytes::Bytes::from(bad.clone()), &Limits::default()),
+            decode(&bad)
+        );
+    }
+
+    #[test]
     fn values_round_trip(v in value()) {
         prop_assert_eq!(decode_value(&encode_value(&v), &Limits::default()), Ok(v));
     }
@@ -486,4 +504,41 @@ fn btree_maps_are_used_for_env() {
     let a_at = bytes.windows(2).position(|w| w == [0xa1, b'A']).expect("A");
     let b_at = bytes.windows(2).position(|w| w == [0xa1, b'B']).expect("B");
     assert!(a_at < b_at);
+}
+
+#[test]
+fn output_text_shares_the_frame_and_must_be_utf8() {
+    let update = |text: &str| Message::FromWorker {
+        seq: SeqNumber::new(3),
+        request: WorkerRequest::Update {
+            command_id: CommandId::new("7"),
+            entries: vec![UpdateEntry::Stdout(LineInfo {
+                text: text.into(),
+                newline_idx: vec![5],
+                line_times: vec![1.5],
+            })],
+        },
+    };
+    let frame = bytes::Bytes::from(encode(&update("héllo\n")));
+    let Ok(Message::FromWorker {
+        request: WorkerRequest::Update { entries, .. },
+        ..
+    }) = decode_bytes(&frame, &Limits::default())
+    else {
+        panic!("an update")
+    };
+    let [UpdateEntry::Stdout(l)] = &entries[..] else {
+        panic!("one stdout entry")
+    };
+    assert_eq!(l.text, "héllo\n");
+    let inside = frame.as_ptr_range();
+    assert!(inside.contains(&l.text.as_ptr()), "not copied out of the frame");
+
+    // The same frame with a byte of the text made invalid: refused, naming the key.
+    let mut bad = encode(&update("hello\n"));
+    let at = bad.windows(5).position(|w| w == b"hello").unwrap();
+    bad[at] = 0xff;
+    let err = decode_bytes(&bytes::Bytes::from(bad), &Limits::default()).unwrap_err();
+    assert!(err.to_string().contains("UTF-8"), "{err}");
+    assert!(err.to_string().contains("args[0].stdout[0]"), "{err}");
 }

@@ -20,8 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use abo_proto::{
-    decode_with, encode, CommandId, DecodeError, Limits, MasterRequest, Message, Outcome,
-    SeqNumber, WorkerEvent, WorkerReply, WorkerSession, WorkerSettings,
+    decode_with, encode_into, CommandId, DecodeError, Limits, MasterRequest, Message, Outcome,
+    SeqNumber, UpdateEntry, WorkerEvent, WorkerReply, WorkerRequest, WorkerSession,
+    WorkerSettings,
 };
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
@@ -37,6 +38,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::buffers::Buffers;
 use crate::commands::{self, Ctx, OutputSettings, Shared, ToConn};
 use crate::settings::Settings;
 
@@ -204,12 +206,16 @@ struct Session<'a> {
     shared: &'a Arc<Shared>,
     max_line_bytes: usize,
     limits: Limits,
+    /// Output text and encoded frames go back here once sent (see [`Buffers`]).
+    buffers: Arc<Buffers>,
 }
 
 impl Session<'_> {
     fn send(&self, msg: &Message) {
+        let mut frame = self.buffers.take(0);
+        encode_into(msg, &mut frame);
         // A closed writer means the connection is ending; the reader sees it too.
-        let _ = self.writer.send(WsMessage::Binary(encode(msg).into()));
+        let _ = self.writer.send(WsMessage::Binary(frame.into()));
     }
 
     fn refuse(&mut self, err: &DecodeError) {
@@ -325,6 +331,7 @@ impl Session<'_> {
                 .unwrap_or(Duration::from_secs(5))
                 .min(Duration::from_secs(3600)),
             max_line: max_line.clamp(64, self.max_line_bytes),
+            buffers: Arc::clone(&self.buffers),
         };
         debug!(?self.output, "worker settings");
     }
@@ -338,19 +345,44 @@ impl Session<'_> {
             self.waiting.insert(msg.seq(), reply);
         }
         self.send(&msg);
+        // The output text is in the frame now: its buffer can gather the next update.
+        if let Message::FromWorker {
+            request: WorkerRequest::Update { entries, .. },
+            ..
+        } = msg
+        {
+            for entry in entries {
+                match entry {
+                    UpdateEntry::Header(l) | UpdateEntry::Stdout(l) | UpdateEntry::Stderr(l) => {
+                        self.buffers.give_bytes(l.text.into_bytes())
+                    }
+                    UpdateEntry::Log { lines, .. } => {
+                        self.buffers.give_bytes(lines.text.into_bytes())
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 }
 
 /// Writes frames until the channel closes or the socket fails; closes the socket politely.
 ///
 /// Frames queued together go out together: each is buffered (`feed`), and the socket is
-/// flushed once nothing more is waiting, so a burst of small answers costs one write.
+/// flushed once nothing more is waiting, so a burst of small answers costs one write. Once
+/// flushed, the frames' buffers go back to `buffers` (not before: the split sink may still
+/// hold the last frame fed).
 async fn writer(
     mut sink: futures_util::stream::SplitSink<Ws, WsMessage>,
     mut rx: mpsc::UnboundedReceiver<WsMessage>,
+    buffers: Arc<Buffers>,
 ) {
+    let mut sent = Vec::new();
     while let Some(mut msg) = rx.recv().await {
         loop {
+            if let WsMessage::Binary(payload) = &msg {
+                sent.push(payload.clone());
+            }
             if let Err(e) = sink.feed(msg).await {
                 debug!("write failed: {e}");
                 return;
@@ -364,6 +396,9 @@ async fn writer(
             debug!("write failed: {e}");
             return;
         }
+        for payload in sent.drain(..) {
+            buffers.give_bytes(payload);
+        }
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
 }
@@ -376,7 +411,8 @@ async fn session(
 ) -> SessionEnd {
     let (sink, mut stream) = ws.split();
     let (wtx, wrx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(writer(sink, wrx));
+    let buffers = Buffers::shared();
+    let writer = tokio::spawn(writer(sink, wrx, Arc::clone(&buffers)));
     let (to_conn, mut from_commands) = mpsc::unbounded_channel();
     let defaults = WorkerSettings::default();
     let mut s = Session {
@@ -391,6 +427,7 @@ async fn session(
             buffer_size: defaults.buffer_size as usize,
             buffer_timeout: Duration::from_secs_f64(defaults.buffer_timeout.0),
             max_line: (defaults.max_line_length as usize).min(settings.max_line_bytes),
+            buffers: Arc::clone(&buffers),
         },
         shared,
         max_line_bytes: settings.max_line_bytes,
@@ -398,6 +435,7 @@ async fn session(
             max_frame_bytes: MAX_FRAME,
             ..Limits::default()
         },
+        buffers,
     };
     let mut heard_master = false;
     let mut last_heard = Instant::now();

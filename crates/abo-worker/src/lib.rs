@@ -21,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+mod buffers;
 mod commands;
 mod conn;
 pub mod detect;

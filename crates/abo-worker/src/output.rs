@@ -9,10 +9,12 @@
 //! near `buffer_size` per command, whatever the command prints.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use abo_proto::{LineInfo, UpdateEntry};
 
+use crate::buffers::Buffers;
 use crate::lines::LineSink;
 
 /// The streams that carry lines.
@@ -61,6 +63,8 @@ pub struct OutputBuffer {
     chars: u64,
     /// Lines of stdout and stderr so far (for `max_lines`); never reset.
     output_lines: u64,
+    /// Where gathered text takes its buffer from (the connection hands it back once sent).
+    pool: Option<Arc<Buffers>>,
 }
 
 impl OutputBuffer {
@@ -74,7 +78,14 @@ impl OutputBuffer {
             first_at: None,
             chars: 0,
             output_lines: 0,
+            pool: None,
         }
+    }
+
+    /// The same buffer, gathering text into buffers taken from `pool`.
+    pub(crate) fn recycling(mut self, pool: &Arc<Buffers>) -> OutputBuffer {
+        self.pool = Some(Arc::clone(pool));
+        self
     }
 
     /// How many stdout and stderr lines went through this buffer.
@@ -114,9 +125,14 @@ impl OutputBuffer {
         self.touch();
         let merge = matches!(self.items.last(), Some(Item::Lines(g)) if g.stream == *stream);
         if !merge {
+            let text = match &self.pool {
+                // An emptied buffer is valid UTF-8, so this never falls back to a new one.
+                Some(pool) => String::from_utf8(pool.take(capacity)).unwrap_or_default(),
+                None => String::with_capacity(capacity),
+            };
             self.items.push(Item::Lines(Gathering {
                 stream: stream.clone(),
-                text: String::with_capacity(capacity),
+                text,
                 newline_idx: Vec::new(),
                 line_times: Vec::new(),
             }));

@@ -475,7 +475,24 @@ fn killed_worker(peer: Peer) {
 
     let t = Instant::now();
     w1.kill_process();
-    let r = wait_request(&master, request, Duration::from_secs(180));
+    // A lost worker must not be given the request again: more than two builds means the
+    // master kept dispatching to the dead connection (each attempt failing at once).
+    let r = wait_until(
+        &master,
+        Duration::from_secs(120),
+        "the retried request",
+        || {
+            let r = get(master.http, &format!("requests/{request}")).ok()?;
+            let n = r["builds"].as_array().map_or(0, Vec::len);
+            assert!(
+                n <= 2,
+                "request {request} was dispatched {n} times: the master keeps giving it to the \
+             lost worker w1 instead of w2; the master's log:\n{}",
+                master.log_tail()
+            );
+            (r["state"] == "complete").then_some(r)
+        },
+    );
     let builds: Vec<u64> = r["builds"]
         .as_array()
         .unwrap()

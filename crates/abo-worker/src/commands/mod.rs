@@ -23,6 +23,7 @@ use abo_proto::{Command, CommandId, UpdateEntry, WorkerReply, WorkerRequest};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::buffers::Buffers;
 use crate::output::OutputBuffer;
 
 /// Updates a command may have sent and not yet seen answered before it waits.
@@ -47,11 +48,13 @@ pub(crate) struct OutputSettings {
     pub(crate) buffer_size: usize,
     pub(crate) buffer_timeout: Duration,
     pub(crate) max_line: usize,
+    /// The connection's buffers, which gathered output text is taken from.
+    pub(crate) buffers: Arc<Buffers>,
 }
 
 impl OutputSettings {
     pub(crate) fn buffer(&self) -> OutputBuffer {
-        OutputBuffer::new(self.buffer_size, self.buffer_timeout)
+        OutputBuffer::new(self.buffer_size, self.buffer_timeout).recycling(&self.buffers)
     }
 }
 

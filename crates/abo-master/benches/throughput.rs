@@ -185,10 +185,7 @@ struct Peaks {
 impl Peaks {
     fn start(worker: Option<i32>) -> Peaks {
         let worker_pid = worker.map(|p| p.to_string());
-        let baseline = (
-            rss_bytes(),
-            worker_pid.as_deref().map_or(0, rss_of),
-        );
+        let baseline = (rss_bytes(), worker_pid.as_deref().map_or(0, rss_of));
         let stop = Arc::new(AtomicBool::new(false));
         let master = Arc::new(AtomicU64::new(baseline.0));
         let worker = Arc::new(AtomicU64::new(baseline.1));

@@ -139,7 +139,11 @@ impl Ctx<'_> {
         }
     }
 
-    pub(crate) fn array<'n>(&self, key: &str, node: Node<'n>) -> Result<Vec<Node<'n>>, DecodeError> {
+    pub(crate) fn array<'n>(
+        &self,
+        key: &str,
+        node: Node<'n>,
+    ) -> Result<Vec<Node<'n>>, DecodeError> {
         match node {
             Node::Array(items) => Ok(items),
             other => Err(self.wrong(key, "array", &other)),

@@ -399,11 +399,13 @@ pub(crate) fn read(node: Node<'_>, frame: Option<&Bytes>) -> Result<Message, Dec
     let mut top: Vec<(String, Node<'_>)> = Vec::with_capacity(entries.len());
     for (k, v) in entries {
         let k = match k {
-            Node::Str(b) => std::str::from_utf8(b).map(str::to_owned).map_err(|_| DecodeError::InvalidValue {
-                op: "?".to_owned(),
-                seq: None,
-                key: "(a key)".to_owned(),
-                reason: "str is not UTF-8".to_owned(),
+            Node::Str(b) => std::str::from_utf8(b).map(str::to_owned).map_err(|_| {
+                DecodeError::InvalidValue {
+                    op: "?".to_owned(),
+                    seq: None,
+                    key: "(a key)".to_owned(),
+                    reason: "str is not UTF-8".to_owned(),
+                }
             })?,
             other => {
                 return Err(DecodeError::NonStringKey {

@@ -182,15 +182,14 @@ impl<'a> Parser<'a> {
                         }
                     },
                 };
+                if !full {
+                    break;
+                }
                 // The container is complete: it becomes the node to attach to its parent
                 // (`last_mut` just found it, so the pop always succeeds).
                 match stack.pop() {
-                    Some(Open::Array { items, .. }) if full => node = Node::Array(items),
-                    Some(Open::Map { entries, .. }) if full => node = Node::Map(entries),
-                    Some(open) => {
-                        stack.push(open);
-                        break;
-                    }
+                    Some(Open::Array { items, .. }) => node = Node::Array(items),
+                    Some(Open::Map { entries, .. }) => node = Node::Map(entries),
                     None => break,
                 }
             }

@@ -144,7 +144,8 @@ impl UpdateEntry {
     pub(crate) fn size_hint(&self) -> usize {
         // `[key, value]` with the longest key (`failure_reason`).
         const PAIR: usize = 24;
-        let lines = |l: &LineInfo| 16 + l.text.len() + 9 * (l.newline_idx.len() + l.line_times.len());
+        let lines =
+            |l: &LineInfo| 16 + l.text.len() + 9 * (l.newline_idx.len() + l.line_times.len());
         PAIR + match self {
             UpdateEntry::Header(l) | UpdateEntry::Stdout(l) | UpdateEntry::Stderr(l) => lines(l),
             UpdateEntry::Log { name, lines: l } => 8 + name.len() + lines(l),
@@ -156,7 +157,10 @@ impl UpdateEntry {
     }
 
     /// Reads `args`: an array of `[key, value]` pairs.
-    pub(crate) fn decode_all(ctx: &Ctx<'_>, args: Node<'_>) -> Result<Vec<UpdateEntry>, DecodeError> {
+    pub(crate) fn decode_all(
+        ctx: &Ctx<'_>,
+        args: Node<'_>,
+    ) -> Result<Vec<UpdateEntry>, DecodeError> {
         ctx.array("args", args)?
             .into_iter()
             .enumerate()
@@ -233,9 +237,10 @@ fn decode_entry(ctx: &Ctx<'_>, path: &str, pair: Node<'_>) -> Result<UpdateEntry
         "stat" => {
             let items = ctx.array(&vpath, value)?;
             let n = items.len();
-            let [mode, ino, dev, nlink, uid, gid, size, atime, mtime, ctime]: [Node<'_>; 10] = items
-                .try_into()
-                .map_err(|_| ctx.invalid(&vpath, format!("{n} elements, not 10")))?;
+            let [mode, ino, dev, nlink, uid, gid, size, atime, mtime, ctime]: [Node<'_>; 10] =
+                items
+                    .try_into()
+                    .map_err(|_| ctx.invalid(&vpath, format!("{n} elements, not 10")))?;
             let u = |i: usize, node: Node<'_>| ctx.u64(&format!("{vpath}[{i}]"), node);
             let t = |i: usize, node: Node<'_>| ctx.i64(&format!("{vpath}[{i}]"), node);
             UpdateEntry::Stat(StatResult {
@@ -269,26 +274,25 @@ fn decode_lines(ctx: &Ctx<'_>, path: &str, node: Node<'_>) -> Result<LineInfo, D
     let text = ctx.text(&format!("{path}[0]"), text)?;
     let idx_path = format!("{path}[1]");
     // One index and one time per line: the element's path is only built for an error, as
-    // formatting it for every line costs more than the rest of the decoding.
-    let newline_idx = ctx
-        .array(&idx_path, idx)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, n)| match &n {
-            Node::Int(v) if v.as_u64().is_some() => Ok(v.as_u64().unwrap_or_default()),
-            _ => ctx.u64(&format!("{idx_path}[{i}]"), n),
-        })
-        .collect::<Result<_, _>>()?;
+    // formatting it for every line costs more than the rest of the decoding; and the vectors
+    // are sized once (collecting through `Result` would grow them by doubling).
+    let items = ctx.array(&idx_path, idx)?;
+    let mut newline_idx = Vec::with_capacity(items.len());
+    for (i, n) in items.into_iter().enumerate() {
+        newline_idx.push(match n {
+            Node::Int(v) if v.as_u64().is_some() => v.as_u64().unwrap_or_default(),
+            n => ctx.u64(&format!("{idx_path}[{i}]"), n)?,
+        });
+    }
     let times_path = format!("{path}[2]");
-    let line_times = ctx
-        .array(&times_path, times)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, n)| match n {
-            Node::Float(x) => Ok(x),
-            n => ctx.f64(&format!("{times_path}[{i}]"), n),
-        })
-        .collect::<Result<_, _>>()?;
+    let items = ctx.array(&times_path, times)?;
+    let mut line_times = Vec::with_capacity(items.len());
+    for (i, n) in items.into_iter().enumerate() {
+        line_times.push(match n {
+            Node::Float(x) => x,
+            n => ctx.f64(&format!("{times_path}[{i}]"), n)?,
+        });
+    }
     Ok(LineInfo {
         text,
         newline_idx,

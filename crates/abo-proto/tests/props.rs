@@ -532,7 +532,10 @@ fn output_text_shares_the_frame_and_must_be_utf8() {
     };
     assert_eq!(l.text, "héllo\n");
     let inside = frame.as_ptr_range();
-    assert!(inside.contains(&l.text.as_ptr()), "not copied out of the frame");
+    assert!(
+        inside.contains(&l.text.as_ptr()),
+        "not copied out of the frame"
+    );
 
     // The same frame with a byte of the text made invalid: refused, naming the key.
     let mut bad = encode(&update("hello\n"));

@@ -21,8 +21,7 @@ use std::time::Duration;
 
 use abo_proto::{
     decode_with, encode_into, CommandId, DecodeError, Limits, MasterRequest, Message, Outcome,
-    SeqNumber, UpdateEntry, WorkerEvent, WorkerReply, WorkerRequest, WorkerSession,
-    WorkerSettings,
+    SeqNumber, UpdateEntry, WorkerEvent, WorkerReply, WorkerRequest, WorkerSession, WorkerSettings,
 };
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};

@@ -440,8 +440,20 @@ mod tests {
     /// bytes and plain text, in runs of random length.
     fn noisy_output(rng: &mut fastrand::Rng, len: usize) -> Vec<u8> {
         let pieces: [&[u8]; 14] = [
-            b"\n", b"\r\n", b"\r", b"\x08", b"\x08\x08", b"\x1b[u", b"\x1b[12;3H", b"\x1b[2J",
-            b"\x1b[1;", b"\x1b", "é€𝄞".as_bytes(), b"\xff\xfe", b"plain text", b"0123456789abcdef",
+            b"\n",
+            b"\r\n",
+            b"\r",
+            b"\x08",
+            b"\x08\x08",
+            b"\x1b[u",
+            b"\x1b[12;3H",
+            b"\x1b[2J",
+            b"\x1b[1;",
+            b"\x1b",
+            "é€𝄞".as_bytes(),
+            b"\xff\xfe",
+            b"plain text",
+            b"0123456789abcdef",
         ];
         let mut out = Vec::new();
         while out.len() < len {
@@ -466,7 +478,11 @@ mod tests {
             let limit = [4, 5, 7, 64, 100, 4096][round % 6];
             let whole = split_raw(limit, &[&data]);
             let bytes: Vec<&[u8]> = data.chunks(1).collect();
-            assert_eq!(split_raw(limit, &bytes), whole, "byte by byte, round {round}");
+            assert_eq!(
+                split_raw(limit, &bytes),
+                whole,
+                "byte by byte, round {round}"
+            );
             let mut chunks: Vec<&[u8]> = Vec::new();
             let mut rest = &data[..];
             while !rest.is_empty() {
@@ -474,7 +490,11 @@ mod tests {
                 chunks.push(&rest[..n]);
                 rest = &rest[n..];
             }
-            assert_eq!(split_raw(limit, &chunks), whole, "random reads, round {round}");
+            assert_eq!(
+                split_raw(limit, &chunks),
+                whole,
+                "random reads, round {round}"
+            );
             assert!(whole.iter().all(|l| l.len() <= limit), "round {round}");
         }
     }

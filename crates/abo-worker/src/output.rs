@@ -207,7 +207,8 @@ impl OutputBuffer {
                 start = end + 1;
             }
         }
-        g.line_times.extend(std::iter::repeat_n(started, ends.len()));
+        g.line_times
+            .extend(std::iter::repeat_n(started, ends.len()));
         self.size += block.len() + LINE_COST * ends.len();
     }
 

@@ -658,6 +658,17 @@ impl Runner {
             abo_engine::RenderedKind::MasterShell | abo_engine::RenderedKind::AnalyzeLog { .. }
         );
         if needs_worker && conn.as_ref().is_none_or(WorkerConnection::is_closed) {
+            // The connection died before the registry's Lost event reached us. Tell the
+            // engine first, so that it stops dispatching to this worker (and retries its
+            // builds); otherwise the retried request would go straight back to the dead
+            // connection, over and over. The registry's own Lost event is then ignored,
+            // since the connection is no longer ours.
+            if self.conns.remove(worker.as_str()).is_some() {
+                tracing::info!(worker = %worker, "worker connection closed; its builds are retried");
+                queue.push_back(Event::WorkerLost {
+                    worker: worker.clone(),
+                });
+            }
             fail(
                 queue,
                 BuildResult::Retry,

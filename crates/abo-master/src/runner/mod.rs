@@ -213,6 +213,8 @@ struct BuildCtx {
     lease: Lease,
     store_lease: abo_store::Lease,
     builder: String,
+    /// The worker the build runs on.
+    worker: String,
     steps: Arc<[Step]>,
     /// Steps whose row exists.
     started: BTreeSet<usize>,
@@ -327,10 +329,29 @@ impl Runner {
                 step,
                 outcome,
             } => {
+                let mut closed_worker = None;
                 if let Some(ctx) = self.builds.get_mut(&build) {
                     if ctx.lease == lease {
                         ctx.running.remove(&step);
                     }
+                    if self
+                        .conns
+                        .get(&ctx.worker)
+                        .is_some_and(WorkerConnection::is_closed)
+                    {
+                        closed_worker = Some(ctx.worker.clone());
+                    }
+                }
+                if let Some(worker) = closed_worker {
+                    // The step ended because its worker went away, and the registry's Lost
+                    // event has not reached us yet. Tell the engine first: otherwise the
+                    // step's retry would send the request straight back to the dead worker.
+                    self.conns.remove(&worker);
+                    tracing::info!(worker = %worker, "worker connection closed; its builds are retried");
+                    self.handle(Event::WorkerLost {
+                        worker: worker.as_str().into(),
+                    })
+                    .await;
                 }
                 self.handle(Event::StepFinished {
                     build,
@@ -453,6 +474,7 @@ impl Runner {
                                 lease,
                                 store_lease,
                                 builder: builder.to_string(),
+                                worker: worker.to_string(),
                                 steps,
                                 started: BTreeSet::new(),
                                 properties: BTreeMap::new(),

@@ -17,7 +17,10 @@
 //!   does) instead of dropping the connection.
 //! - [`encode`] and [`decode`] / [`decode_with`] with [`Limits`]: the frame size is checked
 //!   before any decoding; every refusal is a [`DecodeError`] that names the op, the
-//!   seq_number and the key path, and nothing panics on any input.
+//!   seq_number and the key path, and nothing panics on any input. For the output path:
+//!   [`encode_into`] encodes into a buffer the caller reuses, and [`decode_bytes`] takes a
+//!   frame in [`bytes::Bytes`] and shares its output text ([`Text`], in [`LineInfo`]) instead
+//!   of copying it.
 //! - [`MasterSession`] (for abo-master) and [`WorkerSession`] (for abo's own worker): the
 //!   seq_number counters, the requests awaiting a response, the responses owed (through
 //!   non-copyable [`ReplyToken`]s), and the command ids that belong to the connection. They

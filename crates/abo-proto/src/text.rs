@@ -11,8 +11,11 @@ use std::ops::Deref;
 use bytes::Bytes;
 
 /// Immutable UTF-8 text, cheap to clone: a reference-counted slice of a decoded frame, or of
-/// a `String` it was made from. Derefs to `str`.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// a `String` it was made from. Derefs to `str`; compares, orders and hashes as a `str`.
+///
+/// A `Text` keeps the whole buffer it shares alive (for decoded output, the frame, about
+/// `buffer_size`): copy out what is kept for long.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Text(
     /// Always valid UTF-8: every constructor takes a `str` or checks the bytes.
     Bytes,
@@ -40,11 +43,6 @@ impl Text {
         unsafe { std::str::from_utf8_unchecked(&self.0) }
     }
 
-    /// The underlying bytes (shared, not copied).
-    pub fn as_bytes_shared(&self) -> &Bytes {
-        &self.0
-    }
-
     /// The underlying bytes, e.g. to reuse the buffer once the text is no longer needed
     /// ([`Bytes::try_into_mut`]).
     pub fn into_bytes(self) -> Bytes {
@@ -54,6 +52,13 @@ impl Text {
     /// `s`, which must lie inside `frame`, as a slice of `frame` (no copy).
     pub(crate) fn slice_of(frame: &Bytes, s: &str) -> Text {
         Text(frame.slice_ref(s.as_bytes()))
+    }
+}
+
+impl std::hash::Hash for Text {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `str` does, so that `Borrow<str>` lookups find it.
+        self.as_str().hash(state);
     }
 }
 
@@ -181,6 +186,12 @@ mod tests {
         let s = std::str::from_utf8(&frame[2..]).unwrap();
         let t = Text::slice_of(&frame, s);
         assert_eq!(t, "hello");
-        assert_eq!(t.as_bytes_shared().as_ptr(), frame[2..].as_ptr());
+        assert_eq!(t.as_ptr(), frame[2..].as_ptr());
+    }
+
+    #[test]
+    fn hashes_as_a_str() {
+        let map = std::collections::HashMap::from([(Text::from("key"), 1)]);
+        assert_eq!(map.get("key"), Some(&1));
     }
 }

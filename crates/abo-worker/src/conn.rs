@@ -52,6 +52,11 @@ const UNAUTHORIZED_BACKOFF: Duration = Duration::from_secs(30);
 const GOOD_SESSION: Duration = Duration::from_secs(30);
 /// Largest frame accepted from the master (its file chunks for downloads).
 const MAX_FRAME: usize = 64 << 20;
+/// Most bytes read from the socket at once. The master's frames are mostly answers of a few
+/// dozen bytes, and tungstenite zero-fills this much of its buffer before every read: its
+/// default (128 KiB) made that fill cost more than the reads while output streams. Large
+/// frames (download chunks) take a few more reads.
+const READ_BUFFER: usize = 32 << 10;
 
 /// Why [`run`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +104,7 @@ async fn connect(settings: &Settings) -> Result<Ws, ConnectError> {
     let mut config = WebSocketConfig::default();
     config.max_message_size = Some(MAX_FRAME);
     config.max_frame_size = Some(MAX_FRAME);
+    config.read_buffer_size = READ_BUFFER;
     let attempt = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
     match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
         Err(_) => Err(ConnectError::Other("timed out".into())),

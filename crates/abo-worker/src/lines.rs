@@ -16,6 +16,11 @@
 //! contain ASCII bytes, so translation cannot corrupt a character. Decoding (with U+FFFD for
 //! invalid bytes, Python's `errors='replace'`) happens per complete line, in
 //! [`crate::output`].
+//!
+//! Speed: nearly all output is plain lines, which need no translation. Between lines, one
+//! SIMD search finds the next byte that would need it (`\r`, ESC, backspace); the whole lines
+//! before it go to the sink as one block ([`LineSink::lines`]), without being copied here.
+//! Only what is left (a partial line, a sequence, a line to cut) takes the byte-wise path.
 
 /// The smallest line limit: a cut must leave room for one whole UTF-8 character (4 bytes).
 const MIN_LIMIT: usize = 4;

@@ -7,6 +7,11 @@
 //! entry) or when [`OutputBuffer::deadline`] passes (`buffer_timeout` after the first
 //! buffered item), and always before results (`rc`, `elapsed`) go out. Memory therefore stays
 //! near `buffer_size` per command, whatever the command prints.
+//!
+//! Bulk output arrives as blocks of whole lines ([`OutputBuffer::block`]): one copy and one
+//! UTF-8 check per block, no per-line allocation, and character counting (for
+//! `newline_idx`) only when the block is not ASCII. The text is gathered in a buffer taken
+//! from the connection's pool and handed on without a copy.
 
 use std::borrow::Cow;
 use std::sync::Arc;

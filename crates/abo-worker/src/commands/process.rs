@@ -28,13 +28,16 @@ use crate::output::{OutputBuffer, Stream};
 const LOGFILE_POLL: Duration = Duration::from_secs(1);
 /// Most bytes read from one logfile per poll before output is flushed.
 const LOGFILE_READ: usize = 256 * 1024;
+/// Bytes read from a logfile at once.
+const LOGFILE_CHUNK: usize = 64 * 1024;
 /// After a kill signal, how long before KILL is sent again (the stock worker's backup
 /// timeout).
 const BACKUP_KILL: Duration = Duration::from_secs(5);
 /// After the process exits, how long its pipes may stay open once it has been killed: a
 /// member that escaped the group may hold them forever.
 const EOF_AFTER_KILL: Duration = Duration::from_secs(2);
-/// Largest pipe read: with a large `buffer_size`, fewer reads per update.
+/// Largest pipe read: with a large `buffer_size`, fewer reads per update (a read never
+/// takes more than the update has room for, so with the default 64 KiB it is 64 KiB).
 const READ_SIZE: usize = 256 * 1024;
 /// Requested capacity of the stdout pipe.
 const PIPE_SIZE: i32 = 1 << 20;
@@ -175,7 +178,7 @@ impl Watch {
         let Some(file) = self.file.as_mut() else {
             return 0;
         };
-        let mut buf = vec![0; limit.min(READ_SIZE)];
+        let mut buf = vec![0; limit.min(LOGFILE_CHUNK)];
         let mut total = 0;
         while total < limit {
             match file.read(&mut buf) {
@@ -357,8 +360,10 @@ pub(crate) async fn run(spec: Spec, ctx: &mut Ctx, out: &mut OutputBuffer) -> Re
     let mut killed_at: Option<Instant> = None;
     let mut interrupted = false;
     let mut lines = 0u64;
-    let mut buf_out = vec![0u8; READ_SIZE];
-    let mut buf_err = vec![0u8; READ_SIZE];
+    // Reads are at most what an update has room for: no larger buffers (zeroed per command).
+    let read_size = ctx.output.buffer_size.clamp(MIN_READ, READ_SIZE);
+    let mut buf_out = vec![0u8; read_size];
+    let mut buf_err = vec![0u8; read_size];
     let mut poll = tokio::time::interval(LOGFILE_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let lost = ctx.lost.clone();
@@ -402,7 +407,7 @@ pub(crate) async fn run(spec: Spec, ctx: &mut Ctx, out: &mut OutputBuffer) -> Re
         let max_at = if killed { None } else { max_deadline };
         // Once killed and exited, give stragglers holding the pipes a short while only.
         // Read no more than fits, so one update stays near buffer_size.
-        let want = out.room().clamp(MIN_READ, READ_SIZE);
+        let want = out.room().clamp(MIN_READ, read_size);
         let eof_at = match (killed_at, exited_at) {
             (Some(k), Some(e)) => Some(k.max(e) + EOF_AFTER_KILL),
             _ => None,

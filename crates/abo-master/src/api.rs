@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::runner::{json_properties, resolve_under, RunnerHandle, Shared};
+use crate::scheduling::ChangeFeed;
 
 /// How long a verified (user, password) pair is trusted without running argon2 again.
 pub const AUTH_CACHE_FOR: Duration = Duration::from_secs(60);
@@ -41,14 +42,17 @@ type AuthCache = Arc<Mutex<HashMap<(String, [u8; 32]), Instant>>>;
 pub(crate) struct Api {
     pub shared: Arc<Shared>,
     pub runner: RunnerHandle,
+    /// Stored changes go here, for the schedulers.
+    pub changes: ChangeFeed,
     auth_cache: AuthCache,
 }
 
 impl Api {
-    pub(crate) fn new(shared: Arc<Shared>, runner: RunnerHandle) -> Api {
+    pub(crate) fn new(shared: Arc<Shared>, runner: RunnerHandle, changes: ChangeFeed) -> Api {
         Api {
             shared,
             runner,
+            changes,
             auth_cache: Arc::default(),
         }
     }
@@ -154,9 +158,8 @@ async fn builders(State(api): State<Api>) -> Answer {
         .into_iter()
         .map(|s| (s.name.clone(), s))
         .collect();
-    let list: Vec<Value> = api
-        .shared
-        .plan
+    let plan = api.shared.plan();
+    let list: Vec<Value> = plan
         .builders
         .iter()
         .map(|b| {

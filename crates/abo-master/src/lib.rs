@@ -71,6 +71,7 @@ pub mod handle;
 mod http;
 mod registry;
 mod runner;
+mod scheduling;
 mod server;
 mod transfer;
 

@@ -98,7 +98,9 @@ pub async fn start(config: MasterConfig) -> Result<RunningMaster, Error> {
             tracker.clone(),
         );
         tracker.spawn(runner.run());
-        crate::api::Api::new(shared, handle)
+        // Read by the scheduler task (wired in with the pollers).
+        let (changes, _feed) = crate::scheduling::ChangeFeed::new();
+        crate::api::Api::new(shared, handle, changes)
     });
     tracing::info!("listening for workers on {worker_addr}");
     let http_addr = http.as_ref().map(|(_, a)| *a);

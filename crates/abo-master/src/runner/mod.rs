@@ -24,7 +24,7 @@ mod step;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use abo_engine::{
     Action, BuildId, BuildResult, Engine, Event, Lease, NewRequest, RequestId, StepOutcome,
@@ -50,7 +50,9 @@ const LEASE_EPOCH_KEY: &str = "lease-epoch";
 /// how secrets are masked.
 pub(crate) struct Shared {
     pub store: Store,
-    pub plan: Arc<Plan>,
+    /// The current plan; replaced whole by a reconfiguration (builds keep the steps they
+    /// started with).
+    plan: RwLock<Arc<Plan>>,
     pub master_dir: PathBuf,
     /// Canonical (symlinks resolved), created at start.
     pub artifacts_dir: PathBuf,
@@ -61,9 +63,29 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The builder's plan entry.
-    pub fn builder(&self, name: &str) -> Option<&abo_plan::Builder> {
-        self.plan.builders.iter().find(|b| b.name == name)
+    /// The plan in force now.
+    pub fn plan(&self) -> Arc<Plan> {
+        self.plan
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Puts a new plan in force (a reconfiguration).
+    pub fn set_plan(&self, plan: Arc<Plan>) {
+        *self
+            .plan
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = plan;
+    }
+
+    /// The builder's entry in the current plan.
+    pub fn builder(&self, name: &str) -> Option<abo_plan::Builder> {
+        self.plan()
+            .builders
+            .iter()
+            .find(|b| b.name == name)
+            .cloned()
     }
 
     /// Masks every secret in a value.
@@ -141,7 +163,7 @@ pub(crate) async fn prepare(
     Ok(Prepared {
         shared: Arc::new(Shared {
             store,
-            plan: setup.plan.clone(),
+            plan: RwLock::new(setup.plan.clone()),
             master_dir: setup.master_dir.clone(),
             artifacts_dir,
             allowed_roots: setup.allowed_upload_roots.clone(),
@@ -179,6 +201,8 @@ pub(crate) enum Input {
         build: u64,
         reply: oneshot::Sender<bool>,
     },
+    /// What the engine is doing now, for the status pages.
+    Snapshot { reply: oneshot::Sender<Snapshot> },
     /// A step task ended.
     StepDone {
         build: BuildId,
@@ -186,6 +210,15 @@ pub(crate) enum Input {
         step: usize,
         outcome: StepOutcome,
     },
+}
+
+/// The engine's view of the queue and the running builds, at one instant.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Snapshot {
+    /// Requests waiting for a worker, with why.
+    pub pending: Vec<abo_engine::PendingRequest>,
+    /// Builds dispatched and not finished, with where they are.
+    pub running: Vec<abo_engine::RunningBuild>,
 }
 
 /// The API's way to the runner.
@@ -204,6 +237,14 @@ impl RunnerHandle {
     pub async fn stop(&self, build: u64) -> Option<bool> {
         let (reply, answer) = oneshot::channel();
         self.tx.send(Input::Stop { build, reply }).ok()?;
+        answer.await.ok()
+    }
+
+    /// The engine's pending requests and running builds; `None` when the runner has
+    /// stopped.
+    pub async fn snapshot(&self) -> Option<Snapshot> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Input::Snapshot { reply }).ok()?;
         answer.await.ok()
     }
 }
@@ -261,7 +302,7 @@ impl Runner {
     ) -> (Runner, RunnerHandle) {
         let (tx, inputs) = mpsc::unbounded_channel();
         let runner = Runner {
-            engine: Engine::new(prepared.shared.plan.clone()),
+            engine: Engine::new(prepared.shared.plan()),
             shared: prepared.shared,
             registry,
             events,
@@ -322,6 +363,12 @@ impl Runner {
                 if running {
                     self.handle(Event::StopRequested { build }).await;
                 }
+            }
+            Input::Snapshot { reply } => {
+                let _ = reply.send(Snapshot {
+                    pending: self.engine.pending(),
+                    running: self.engine.running(),
+                });
             }
             Input::StepDone {
                 build,

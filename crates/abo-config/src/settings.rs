@@ -25,6 +25,9 @@ pub struct MasterSettings {
     /// Default poll interval of pollers, in seconds.
     #[serde(default = "default_600")]
     pub poll_interval: u64,
+    /// IANA time zone of `nightly` times (`"Europe/Brussels"`); `None`: the system's.
+    #[serde(default)]
+    pub timezone: Option<String>,
     /// Where workers connect.
     #[serde(default = "default_worker_listen")]
     pub worker_listen: String,
@@ -68,7 +71,120 @@ pub struct MasterSettings {
     /// that builds use). Worker passwords are masked without being listed here.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Forge webhooks (`[webhooks.github]`, `[webhooks.gitlab]`, `[webhooks.gitea]`): a forge
+    /// whose secret is not set has no endpoint.
+    #[serde(default)]
+    pub webhooks: WebhookSettings,
+    /// The web status pages (`[web]`).
+    #[serde(default)]
+    pub web: WebSettings,
+    /// The repository the manifests directory is a working copy of: the master pulls it
+    /// and reconfigures itself when it changes (the seed's advice: let developers push
+    /// manifest changes).
+    #[serde(default)]
+    pub config_repository: Option<ConfigRepository>,
 }
+
+/// `config-repository = { vcs = "git", url = "...", branch = "..." }`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ConfigRepository {
+    /// `git`, `hg` or `bzr`.
+    pub vcs: RepositoryVcs,
+    /// Where to pull from.
+    pub url: String,
+    /// The branch; default: the remote's default branch (git), `default` (hg); none for bzr.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// The working copy, relative to the master directory; default: the directory of the
+    /// first manifest (`buildouts`).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Seconds between two pulls; default: `poll-interval`.
+    #[serde(default)]
+    pub poll_interval: Option<u64>,
+}
+
+/// The version control system of the configuration repository.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RepositoryVcs {
+    Git,
+    Hg,
+    Bzr,
+}
+
+/// `[web]`: who may read the status pages, and when a missing worker is flagged.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct WebSettings {
+    /// Pages readable without logging in (mutations always need a login).
+    #[serde(default = "default_true")]
+    pub public: bool,
+    /// Seconds a worker may be disconnected before the workers page flags it as missing.
+    #[serde(default = "default_missing_worker_after")]
+    pub missing_worker_after: u64,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        WebSettings {
+            public: true,
+            missing_worker_after: default_missing_worker_after(),
+        }
+    }
+}
+
+fn default_missing_worker_after() -> u64 {
+    3600
+}
+
+/// `[webhooks]`: the forges allowed to push changes, each with its shared secret.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// `[webhooks.github]`: `X-Hub-Signature-256` is checked with `secret`.
+    #[serde(default)]
+    pub github: Option<SignedHook>,
+    /// `[webhooks.gitlab]`: `X-Gitlab-Token` must equal `token`.
+    #[serde(default)]
+    pub gitlab: Option<TokenHook>,
+    /// `[webhooks.gitea]` (Gitea and Forgejo): `X-Gitea-Signature` / `X-Forgejo-Signature`
+    /// is checked with `secret`.
+    #[serde(default)]
+    pub gitea: Option<SignedHook>,
+}
+
+/// A forge that signs its payloads with HMAC-SHA256 of a shared secret.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SignedHook {
+    /// The shared secret (never shown by `Debug`).
+    pub secret: String,
+}
+
+impl std::fmt::Debug for SignedHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SignedHook { secret: <hidden> }")
+    }
+}
+
+/// A forge that sends a shared token in a header.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenHook {
+    /// The shared token (never shown by `Debug`).
+    pub token: String,
+}
+
+impl std::fmt::Debug for TokenHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenHook { token: <hidden> }")
+    }
+}
+
+/// Shortest webhook secret accepted: a guessable one would let anyone trigger builds.
+pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
 
 fn default_manifests() -> Vec<String> {
     vec![DEFAULT_MANIFEST.to_string()]
@@ -237,7 +353,75 @@ pub fn read_settings(file: &str, text: &str) -> Result<MasterSettings, Diagnosti
             .with_help("see docs/master-toml.md for the keys master.toml accepts")
     })?;
     check_worker_port_settings(file, text, &settings)?;
+    check_timezone(file, text, &settings)?;
+    check_webhooks(file, text, &settings.webhooks)?;
     Ok(settings)
+}
+
+/// The line where `key` is set inside the table `[header]` (1 when not found).
+fn line_in_table(text: &str, header: &str, key: &str) -> u32 {
+    let mut inside = false;
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            inside = t.replace(' ', "") == header;
+            continue;
+        }
+        if inside
+            && t.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            return i as u32 + 1;
+        }
+    }
+    text.lines()
+        .position(|l| l.trim().replace(' ', "") == header)
+        .map_or(1, |i| i as u32 + 1)
+}
+
+fn check_webhooks(file: &str, text: &str, w: &WebhookSettings) -> Result<(), Diagnostic> {
+    let hooks = [
+        (
+            "github",
+            "secret",
+            w.github.as_ref().map(|h| h.secret.as_str()),
+        ),
+        (
+            "gitlab",
+            "token",
+            w.gitlab.as_ref().map(|h| h.token.as_str()),
+        ),
+        (
+            "gitea",
+            "secret",
+            w.gitea.as_ref().map(|h| h.secret.as_str()),
+        ),
+    ];
+    for (forge, key, value) in hooks {
+        let Some(value) = value else { continue };
+        let header = format!("[webhooks.{forge}]");
+        let line = line_in_table(text, &header, key);
+        let problem = if value.trim() != value {
+            Some("starts or ends with a blank (a copy-and-paste slip?)")
+        } else if value.chars().any(char::is_control) {
+            Some("contains a control character")
+        } else if value.chars().count() < MIN_WEBHOOK_SECRET_LEN {
+            Some("is too short to be secret")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(
+                Diagnostic::new(file, line, format!("{header} {key} {problem}")).with_help(
+                    format!(
+                "use at least {MIN_WEBHOOK_SECRET_LEN} random characters (`openssl rand -hex 32`), \
+                 the same in the forge's webhook settings"
+            ),
+                ),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The line where `key` is set, for values that parse but make no sense.
@@ -249,6 +433,32 @@ fn line_of(text: &str, key: &str) -> u32 {
                 .is_some_and(|rest| rest.trim_start().starts_with('='))
         })
         .map_or(1, |i| i as u32 + 1)
+}
+
+/// `timezone` must look like an IANA name (`Area/Location`, `UTC`); whether the zone exists
+/// is the planner's question, which has the time zone database.
+fn check_timezone(file: &str, text: &str, s: &MasterSettings) -> Result<(), Diagnostic> {
+    let Some(name) = &s.timezone else {
+        return Ok(());
+    };
+    let well_formed = !name.is_empty()
+        && name.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-+.".contains(c))
+        });
+    if well_formed {
+        return Ok(());
+    }
+    Err(Diagnostic::new(
+        file,
+        line_of(text, "timezone"),
+        format!("timezone = {name:?} is not a time zone name"),
+    )
+    .with_help("write an IANA name such as \"Europe/Brussels\" or \"UTC\", or leave `timezone` out for the system's zone"))
 }
 
 fn check_worker_port_settings(
@@ -286,6 +496,14 @@ fn check_worker_port_settings(
             format!("secrets[{i}] is empty: an empty secret would mask nothing"),
         )
         .with_help("remove the empty string from `secrets`"));
+    }
+    if s.web.missing_worker_after == 0 {
+        return Err(Diagnostic::new(
+            file,
+            line_of(text, "missing-worker-after"),
+            "missing-worker-after must be a positive number of seconds",
+        )
+        .with_help("the default is 3600 (a worker away for an hour is flagged)"));
     }
     let positive = |v: f64| v.is_finite() && v > 0.0;
     if !positive(s.worker_ping_interval) {
@@ -382,6 +600,34 @@ command = ["flake8", "src"]
     }
 
     #[test]
+    fn timezone_is_a_zone_name() {
+        assert_eq!(read_settings("master.toml", "").unwrap().timezone, None);
+        for name in [
+            "Europe/Brussels",
+            "UTC",
+            "America/Argentina/Buenos_Aires",
+            "Etc/GMT+2",
+        ] {
+            let s = read_settings("master.toml", &format!("timezone = {name:?}\n")).unwrap();
+            assert_eq!(s.timezone.as_deref(), Some(name));
+        }
+        for name in [
+            "",
+            "Europe/",
+            "/etc/localtime",
+            "../x",
+            "Europe/Brussels CET",
+            "Ê",
+        ] {
+            let text = format!("manifests = []\ntimezone = {name:?}\n");
+            let d = read_settings("master.toml", &text).unwrap_err();
+            assert_eq!(d.line, Some(2), "{name:?}: {d}");
+            assert!(d.to_string().contains("is not a time zone name"), "{d}");
+        }
+        assert!(read_settings("master.toml", "timezone = 1\n").is_err());
+    }
+
+    #[test]
     fn mistakes_point_at_their_line() {
         let cases = [
             ("tree-stable-timer = \"soon\"\n", 1),
@@ -391,6 +637,59 @@ command = ["flake8", "src"]
         for (text, line) in cases {
             let d = read_settings("master.toml", text).unwrap_err();
             assert_eq!(d.line, Some(line), "{text:?}: {d}");
+        }
+    }
+
+    #[test]
+    fn web_table_reads_and_is_checked() {
+        let s = read_settings("master.toml", "").unwrap();
+        assert!(s.web.public);
+        assert_eq!(s.web.missing_worker_after, 3600);
+        let s = read_settings(
+            "master.toml",
+            "[web]\npublic = false\nmissing-worker-after = 60\n",
+        )
+        .unwrap();
+        assert!(!s.web.public);
+        assert_eq!(s.web.missing_worker_after, 60);
+        let e = read_settings("master.toml", "[web]\nmissing-worker-after = 0\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(read_settings("master.toml", "[web]\npublik = true\n").is_err());
+    }
+
+    #[test]
+    fn webhooks_read_and_are_checked() {
+        let s = read_settings("master.toml", "").unwrap();
+        assert_eq!(s.webhooks, WebhookSettings::default());
+        let text = "[webhooks.github]\nsecret = \"0123456789abcdef-gh\"\n\
+                    [webhooks.gitlab]\ntoken = \"0123456789abcdef-gl\"\n\
+                    [webhooks.gitea]\nsecret = \"0123456789abcdef-gt\"\n";
+        let s = read_settings("master.toml", text).unwrap();
+        assert_eq!(
+            s.webhooks.github.as_ref().unwrap().secret,
+            "0123456789abcdef-gh"
+        );
+        assert_eq!(
+            s.webhooks.gitlab.as_ref().unwrap().token,
+            "0123456789abcdef-gl"
+        );
+        assert_eq!(
+            s.webhooks.gitea.as_ref().unwrap().secret,
+            "0123456789abcdef-gt"
+        );
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+        let cases = [
+            ("[webhooks.github]\nsecret = \"short\"\n", 2),
+            ("[webhooks.github]\nsecret = \"0123456789abcdef\"\n[webhooks.gitea]\n\nsecret = \"\"\n", 5),
+            ("[webhooks.gitlab]\ntoken = \" 0123456789abcdef\"\n", 2),
+            ("[webhooks.gitlab]\nsecret = \"0123456789abcdef\"\n", 2),
+            ("[webhooks.bitbucket]\nsecret = \"0123456789abcdef\"\n", 1),
+        ];
+        for (text, line) in cases {
+            let d = read_settings("master.toml", text).unwrap_err();
+            assert_eq!(d.line, Some(line), "{text:?}: {d}");
+            assert!(!d.to_string().contains("0123456789abcdef"), "{d}");
         }
     }
 }

@@ -21,8 +21,8 @@ use std::sync::Arc;
 pub struct EngineOptions {
     /// Merge waiting requests of one builder into one build (Buildbot's request collapsing):
     /// when a request is dispatched, every other waiting request of its builder that is
-    /// `mergeable` and has the same properties rides along. Off by default (issue 5 decides
-    /// the rule).
+    /// `mergeable` and has the same properties rides along. Off by default; the master turns
+    /// it on (requests from changes are mergeable, forced ones are not).
     pub merge_requests: bool,
 }
 

@@ -30,6 +30,7 @@ mod ids;
 mod locks;
 mod render;
 mod result;
+pub mod scheduler;
 
 pub use engine::{Engine, EngineOptions, InvariantViolation};
 pub use event::{
@@ -42,3 +43,4 @@ pub use render::{
     DEFAULT_WORKDIR,
 };
 pub use result::{step_counts, worst, BuildResult, UnknownResult};
+pub use scheduler::{ChangeRef, PendingTimer, SchedulerAction, Schedulers, TimeZone, Trigger};

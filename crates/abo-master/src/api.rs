@@ -59,7 +59,7 @@ impl Api {
 }
 
 /// An error answer: `{"error": reason}` with its status.
-pub(crate) struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl ApiError {
     fn bad(reason: impl Into<String>) -> ApiError {
@@ -361,11 +361,11 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 }
 
 /// A hash verified when the user does not exist, so that the answer takes as long.
-const DUMMY_HASH: &str =
+pub(crate) const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$YWJvLWR1bW15LXNhbHQ$0pdrBu6mBA8xIn4bn8z4ys0nzfYu9mW5Ixps1O6s+fU";
 
 /// The user a mutation is made by, or 401 (403 for another origin).
-async fn authenticate(api: &Api, headers: &HeaderMap) -> Result<String, ApiError> {
+pub(crate) async fn authenticate(api: &Api, headers: &HeaderMap) -> Result<String, ApiError> {
     if let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST)) {
         let origin = origin.to_str().unwrap_or("");
         let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
@@ -450,8 +450,21 @@ async fn force(
             ))
         })?
     };
-    if let Some(bad) = body
-        .properties
+    let id = submit_force(&api, &name, &user, &body.reason, body.properties).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "request": id.0 }))).into_response())
+}
+
+/// Stores a forced request of builder `name` by `user` and hands it to the runner: what
+/// `POST builders/{name}/force` and the web pages' force and rebuild buttons do. Refused
+/// with 400 for a bad property name, 404 for an unknown builder.
+pub(crate) async fn submit_force(
+    api: &Api,
+    name: &str,
+    user: &str,
+    reason: &str,
+    properties: BTreeMap<String, String>,
+) -> Result<abo_store::RequestId, ApiError> {
+    if let Some(bad) = properties
         .keys()
         .find(|k| k.is_empty() || k.chars().any(|c| c.is_whitespace() || c.is_control()))
     {
@@ -459,17 +472,17 @@ async fn force(
             "property name {bad:?} must be non-empty, without spaces"
         )));
     }
-    if api.shared.builder(&name).is_none() {
+    if api.shared.builder(name).is_none() {
         return Err(ApiError::not_found(format!("no builder {name:?}")));
     }
-    let reason = if body.reason.trim().is_empty() {
+    let reason = if reason.trim().is_empty() {
         format!("forced by {user}")
     } else {
-        format!("forced by {user}: {}", body.reason.trim())
+        format!("forced by {user}: {}", reason.trim())
     };
     let submitted_at = abo_store::Timestamp::now();
-    let properties = Value::Object(
-        body.properties
+    let json_props = Value::Object(
+        properties
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect(),
@@ -479,8 +492,8 @@ async fn force(
         .shared
         .store
         .submit_request(abo_store::NewRequest {
-            builder: name.clone(),
-            properties,
+            builder: name.to_owned(),
+            properties: json_props,
             reason: reason.clone(),
             submitted_at,
             changes: Vec::new(),
@@ -489,8 +502,8 @@ async fn force(
     tracing::info!(request = id.0, builder = %name, user = %user, "build forced");
     let handed = api.runner.submitted(abo_engine::NewRequest {
         id: abo_engine::RequestId(id.0),
-        builder: name.as_str().into(),
-        properties: body.properties,
+        builder: name.into(),
+        properties,
         reason,
         submitted_at: abo_engine::Timestamp(submitted_at.0),
         mergeable: false,
@@ -502,7 +515,7 @@ async fn force(
             "the build runner has stopped; the request waits for the next start"
         );
     }
-    Ok((StatusCode::CREATED, Json(json!({ "request": id.0 }))).into_response())
+    Ok(id)
 }
 
 async fn stop(State(api): State<Api>, Path(id): Path<String>, headers: HeaderMap) -> Answer {

@@ -123,6 +123,45 @@ pub struct BuildSetup {
     /// Values masked in every log, property and API answer (master.toml's `secrets`).
     /// Worker passwords are added by [`crate::start`].
     pub secrets: Vec<String>,
+    /// Forge webhooks and their secrets (master.toml `[webhooks.*]`). The secrets must also
+    /// be in `secrets`, so that they are masked like the others.
+    pub webhooks: Webhooks,
+    /// master.toml's `url-rewrite` rules, `(from prefix, to prefix)` in order: repository
+    /// URLs of pushed changes go through them before they are matched with the plan.
+    pub url_rewrite: Vec<(String, String)>,
+    /// The web status pages are readable without logging in (master.toml `[web] public`);
+    /// mutations always need a login.
+    pub web_public: bool,
+    /// A worker disconnected for longer than this is flagged as missing on the workers page
+    /// (master.toml `[web] missing-worker-after`).
+    pub missing_worker_after: Duration,
+    /// The time zone of nightly schedules (an IANA name); `None`: the system's.
+    pub time_zone: Option<String>,
+    /// How pollers run their VCS commands and pace their polls.
+    pub poller_options: abo_vcs::PollerOptions,
+}
+
+/// The forges allowed to push changes (`POST /hooks/{forge}`): a forge whose secret is
+/// `None` has no endpoint (404), so unsigned payloads are never accepted.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Webhooks {
+    /// GitHub's `X-Hub-Signature-256` HMAC key.
+    pub github_secret: Option<String>,
+    /// GitLab's `X-Gitlab-Token`.
+    pub gitlab_token: Option<String>,
+    /// Gitea's `X-Gitea-Signature` (Forgejo's `X-Forgejo-Signature`) HMAC key.
+    pub gitea_secret: Option<String>,
+}
+
+impl fmt::Debug for Webhooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |s: &Option<String>| if s.is_some() { "<hidden>" } else { "none" };
+        f.debug_struct("Webhooks")
+            .field("github_secret", &shown(&self.github_secret))
+            .field("gitlab_token", &shown(&self.gitlab_token))
+            .field("gitea_secret", &shown(&self.gitea_secret))
+            .finish()
+    }
 }
 
 impl fmt::Debug for BuildSetup {
@@ -135,6 +174,12 @@ impl fmt::Debug for BuildSetup {
             .field("allowed_upload_roots", &self.allowed_upload_roots)
             .field("log_cap_bytes", &self.log_cap_bytes)
             .field("secrets", &format_args!("<{} hidden>", self.secrets.len()))
+            .field("webhooks", &self.webhooks)
+            .field("url_rewrite", &self.url_rewrite)
+            .field("time_zone", &self.time_zone)
+            .field("poller_options", &self.poller_options)
+            .field("web_public", &self.web_public)
+            .field("missing_worker_after", &self.missing_worker_after)
             .finish()
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -66,6 +66,14 @@ async fn workers(State(registry): State<Arc<WorkerRegistry>>) -> Json<Vec<Worker
     Json(registry.status().into_iter().map(WorkerView::new).collect())
 }
 
+/// docs/openapi.yaml: the API's OpenAPI 3.1 description, served as
+/// `GET /api/v1/openapi.yaml`.
+pub const OPENAPI_YAML: &str = include_str!("../../../docs/openapi.yaml");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI_YAML).into_response()
+}
+
 async fn not_found(method: Method, uri: Uri) -> Response {
     let body = ErrorView {
         error: "not found",
@@ -76,18 +84,28 @@ async fn not_found(method: Method, uri: Uri) -> Response {
 
 /// The API's routes over this registry (the workers endpoint only).
 pub fn router(registry: Arc<WorkerRegistry>) -> Router {
-    full_router(registry, None)
+    full_router(registry, None, None)
 }
 
-/// The workers endpoint, and the builds API when the master runs builds.
+/// The workers endpoint, and the builds API when the master runs builds, with the web
+/// status pages (`web`) beside it.
 pub(crate) fn full_router(
     registry: Arc<WorkerRegistry>,
-    builds: Option<crate::api::Api>,
+    builds: Option<(crate::api::Api, crate::master_api::MasterApi)>,
+    web: Option<crate::web::WebOptions>,
 ) -> Router {
     let mut app = Router::new()
         .route("/api/v1/workers", get(workers))
-        .with_state(registry);
-    if let Some(api) = builds {
+        .route("/api/v1/openapi.yaml", get(openapi))
+        .with_state(registry.clone());
+    if let Some((api, master)) = builds {
+        app = app.merge(crate::master_api::routes(master));
+        if let Some(web) = web {
+            app = app.merge(crate::web::routes(api.clone(), registry, web));
+        }
+        // Pushed changes: forge webhooks (`/hooks/*`) and `/api/v1/changes`.
+        app = app.merge(crate::webhook::routes(api.clone()));
+        app = app.merge(crate::changes_api::routes(api.clone()));
         app = app.merge(crate::api::routes(api));
     }
     app.fallback(not_found)

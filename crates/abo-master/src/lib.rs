@@ -64,21 +64,27 @@
 #![warn(missing_docs)]
 
 mod api;
+mod changes_api;
 mod config;
 mod connection;
 mod error;
 pub mod handle;
 mod http;
+mod master_api;
 mod registry;
 mod runner;
 mod scheduling;
 mod server;
 mod transfer;
+mod web;
+mod webhook;
 
+pub use abo_vcs::PollerOptions;
 pub use api::{verify_password, AUTH_CACHE_FOR};
 pub use config::{
-    BuildSetup, Capability, MasterConfig, Timing, WorkerAccount, DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_LOST_AFTER, DEFAULT_MAX_LINE_LENGTH, DEFAULT_PING_INTERVAL, DEFAULT_REQUEST_TIMEOUT,
+    BuildSetup, Capability, MasterConfig, Timing, Webhooks, WorkerAccount,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_LOST_AFTER, DEFAULT_MAX_LINE_LENGTH, DEFAULT_PING_INTERVAL,
+    DEFAULT_REQUEST_TIMEOUT,
 };
 pub use error::{Error, LostReason};
 pub use handle::{

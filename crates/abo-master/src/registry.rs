@@ -126,6 +126,10 @@ struct Slot {
     digest: [u8; 32],
     last_generation: u64,
     live: Option<Live>,
+    /// Removed from the workers file by a reconfiguration while connected: it keeps its
+    /// connection (and its running builds) but no new one is accepted, and the slot goes
+    /// when the connection ends.
+    retired: bool,
 }
 
 struct Live {
@@ -158,8 +162,8 @@ pub(crate) struct Attached {
 /// is logged.
 pub struct WorkerRegistry {
     slots: Mutex<BTreeMap<String, Slot>>,
-    /// Names in the workers file's order, for listings.
-    order: Vec<String>,
+    /// Names in the workers file's order, for listings (replaced by a reconfiguration).
+    order: Mutex<Vec<String>>,
     events: broadcast::Sender<RegistryEvent>,
     /// Bumped on every change, so waiters need not hold a broadcast receiver.
     changed: watch::Sender<u64>,
@@ -187,12 +191,13 @@ impl WorkerRegistry {
                     account: account.clone(),
                     last_generation: 0,
                     live: None,
+                    retired: false,
                 },
             );
         }
         WorkerRegistry {
             slots: Mutex::new(slots),
-            order,
+            order: Mutex::new(order),
             events: broadcast::channel(256).0,
             changed: watch::channel(0).0,
         }
@@ -204,6 +209,56 @@ impl WorkerRegistry {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Puts a reconfiguration's workers in force. Workers still configured keep their
+    /// connection (a new password applies to the next one); new workers may connect at
+    /// once; a removed worker that is connected keeps its connection until it ends (its
+    /// running builds finish; it is given no new ones, no builder names it), and cannot
+    /// connect again. Returns the names added and removed.
+    pub fn update_accounts(&self, workers: &[WorkerAccount]) -> (Vec<String>, Vec<String>) {
+        let mut slots = self.lock();
+        let mut order = Vec::new();
+        let mut added = Vec::new();
+        for account in workers {
+            if order.contains(&account.name) {
+                continue;
+            }
+            order.push(account.name.clone());
+            match slots.get_mut(&account.name) {
+                Some(slot) => {
+                    slot.account = account.clone();
+                    slot.digest = digest(&account.password);
+                    slot.retired = false;
+                }
+                None => {
+                    added.push(account.name.clone());
+                    slots.insert(
+                        account.name.clone(),
+                        Slot {
+                            digest: digest(&account.password),
+                            account: account.clone(),
+                            last_generation: 0,
+                            live: None,
+                            retired: false,
+                        },
+                    );
+                }
+            }
+        }
+        let mut removed = Vec::new();
+        slots.retain(|name, slot| {
+            if order.contains(name) || slot.retired {
+                return true;
+            }
+            removed.push(name.clone());
+            slot.retired = true;
+            slot.live.is_some()
+        });
+        drop(slots);
+        *self.order.lock().unwrap_or_else(|e| e.into_inner()) = order;
+        self.bump();
+        (added, removed)
+    }
+
     fn bump(&self) {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
@@ -213,7 +268,7 @@ impl WorkerRegistry {
     pub(crate) fn authenticate(&self, name: &str, password: &str) -> Result<(), AuthRefusal> {
         let offered = digest(password);
         let slots = self.lock();
-        match slots.get(name) {
+        match slots.get(name).filter(|slot| !slot.retired) {
             Some(slot) => {
                 if bool::from(slot.digest.ct_eq(&offered)) {
                     Ok(())
@@ -299,6 +354,9 @@ impl WorkerRegistry {
             return;
         }
         let was_ready = slot.live.take().is_some_and(|l| l.ready.is_some());
+        if slot.retired {
+            slots.remove(name);
+        }
         drop(slots);
         if was_ready {
             let _ = self.events.send(RegistryEvent::Lost {
@@ -312,8 +370,9 @@ impl WorkerRegistry {
 
     /// Every configured worker, in the workers file's order.
     pub fn status(&self) -> Vec<WorkerStatus> {
+        let order = self.order.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let slots = self.lock();
-        self.order
+        order
             .iter()
             .filter_map(|name| slots.get(name))
             .map(|slot| WorkerStatus {
@@ -375,7 +434,10 @@ impl WorkerRegistry {
 impl std::fmt::Debug for WorkerRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerRegistry")
-            .field("workers", &self.order)
+            .field(
+                "workers",
+                &self.order.lock().unwrap_or_else(|e| e.into_inner()),
+            )
             .finish()
     }
 }

@@ -16,10 +16,12 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::MasterConfig;
+use crate::config::{MasterConfig, WorkerAccount};
 use crate::connection::{self, Setup};
 use crate::error::Error;
+use crate::master_api::ConfigStatus;
 use crate::registry::{AuthRefusal, WorkerRegistry};
+use abo_plan::Plan;
 
 /// The running master: its bound addresses, its registry, and its tasks.
 #[derive(Debug)]
@@ -27,8 +29,32 @@ pub struct RunningMaster {
     worker_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
     registry: Arc<WorkerRegistry>,
+    /// The build side: `None` when the configuration runs no builds.
+    builds: Option<Builds>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+}
+
+/// The build side of a running master, for reconfiguration and the API.
+struct Builds {
+    api: crate::api::Api,
+    scheduling: crate::scheduling::SchedulingHandle,
+    status: Arc<std::sync::Mutex<ConfigStatus>>,
+}
+
+impl Builds {
+    fn master_api(&self) -> crate::master_api::MasterApi {
+        crate::master_api::MasterApi {
+            pollers: self.scheduling.pollers.clone(),
+            status: self.status.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Builds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builds").finish_non_exhaustive()
+    }
 }
 
 impl RunningMaster {
@@ -45,6 +71,62 @@ impl RunningMaster {
     /// The workers and their connections.
     pub fn registry(&self) -> &Arc<WorkerRegistry> {
         &self.registry
+    }
+
+    /// Puts a new configuration in force without dropping connected workers or running
+    /// builds: the workers' accounts, the plan (builds running keep the steps they started
+    /// with; requests waiting for builders that are gone are cancelled), the pollers and
+    /// the schedulers (pending timers of schedulers that remain are kept). The caller has
+    /// checked the configuration; an invalid one never reaches here (see
+    /// [`RunningMaster::reload_refused`]). Returns the new configuration generation.
+    pub async fn reload(&self, workers: &[WorkerAccount], plan: Arc<Plan>) -> u64 {
+        let (added, removed) = self.registry.update_accounts(workers);
+        let Some(builds) = &self.builds else {
+            return self.note_reload(Ok(()));
+        };
+        builds.api.shared.set_plan(plan.clone());
+        builds.api.runner.reload(plan.clone());
+        builds.scheduling.reload(plan.clone()).await;
+        tracing::info!(
+            builders = plan.builders.len(),
+            pollers = plan.pollers.len(),
+            schedulers = plan.schedulers.len(),
+            workers_added = ?added,
+            workers_removed = ?removed,
+            "configuration reloaded"
+        );
+        self.note_reload(Ok(()))
+    }
+
+    /// Records a reconfiguration that was refused (its diagnostics, one per line): the
+    /// running configuration stays, and the API shows why.
+    pub fn reload_refused(&self, diagnostics: Vec<String>) {
+        tracing::error!(
+            mistakes = diagnostics.len(),
+            "the new configuration was refused; the running one stays"
+        );
+        for d in &diagnostics {
+            tracing::error!("{d}");
+        }
+        self.note_reload(Err(diagnostics));
+    }
+
+    fn note_reload(&self, outcome: Result<(), Vec<String>>) -> u64 {
+        let Some(builds) = &self.builds else {
+            return 0;
+        };
+        let mut status = builds.status.lock().unwrap_or_else(|e| e.into_inner());
+        let at = abo_store::Timestamp::now();
+        status.last_attempt = Some(at);
+        match outcome {
+            Ok(()) => {
+                status.generation += 1;
+                status.loaded_at = Some(at);
+                status.last_error = Vec::new();
+            }
+            Err(diagnostics) => status.last_error = diagnostics,
+        }
+        status.generation
     }
 
     /// Stops accepting, closes every connection (their commands end as lost) and waits for
@@ -86,7 +168,8 @@ pub async fn start(config: MasterConfig) -> Result<RunningMaster, Error> {
     };
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let api = prepared.map(|prepared| {
+    let mut builds = None;
+    if let (Some(prepared), Some(setup)) = (prepared, &config.builds) {
         let shared = prepared.shared.clone();
         // Subscribed before the accept loop runs, so no connection is missed.
         let events = registry.subscribe();
@@ -98,15 +181,44 @@ pub async fn start(config: MasterConfig) -> Result<RunningMaster, Error> {
             tracker.clone(),
         );
         tracker.spawn(runner.run());
-        // Read by the scheduler task (wired in with the pollers).
-        let (changes, _feed) = crate::scheduling::ChangeFeed::new();
-        crate::api::Api::new(shared, handle, changes)
-    });
+        let (changes, feed) = crate::scheduling::ChangeFeed::new();
+        let time_zone = match &setup.time_zone {
+            Some(name) => jiff::tz::TimeZone::get(name)
+                .map_err(|e| Error::Setup(format!("time zone {name:?}: {e}")))?,
+            None => jiff::tz::TimeZone::system(),
+        };
+        let (scheduler, scheduling) =
+            crate::scheduling::SchedulerTask::start(crate::scheduling::SchedulingSetup {
+                store: shared.store.clone(),
+                plan: shared.plan(),
+                master_dir: setup.master_dir.clone(),
+                time_zone,
+                poller_options: setup.poller_options.clone(),
+                runner: handle.clone(),
+                feed,
+                shutdown: shutdown.clone(),
+            })
+            .await?;
+        tracker.spawn(scheduler.run());
+        builds = Some(Builds {
+            api: crate::api::Api::new(shared, handle, changes),
+            scheduling,
+            status: Arc::new(std::sync::Mutex::new(ConfigStatus::started())),
+        });
+    }
     tracing::info!("listening for workers on {worker_addr}");
     let http_addr = http.as_ref().map(|(_, a)| *a);
     if let Some((listener, addr)) = http {
         tracing::info!("serving the API on http://{addr}");
-        let app = crate::http::full_router(registry.clone(), api);
+        let web = config
+            .builds
+            .as_ref()
+            .map(|b| crate::web::WebOptions::new(b, shutdown.clone()));
+        let app = crate::http::full_router(
+            registry.clone(),
+            builds.as_ref().map(|b| (b.api.clone(), b.master_api())),
+            web,
+        );
         let stop = shutdown.clone();
         tracker.spawn(async move {
             let served = axum::serve(listener, app)
@@ -128,6 +240,7 @@ pub async fn start(config: MasterConfig) -> Result<RunningMaster, Error> {
         worker_addr,
         http_addr,
         registry,
+        builds,
         shutdown,
         tracker,
     })

@@ -5,6 +5,7 @@
 //!   serialized as `abo check --json`.
 //! - [`version`]: versions and the version-filter language (`>= 9.1 < 9.3 OR == 8.4`).
 //! - [`watch`]: watch lists, URL rewriting, change filters and pollers.
+//! - [`nightly`]: the `nightly` option (builds on the clock) and master.toml's `timezone`.
 //! - [`steps`]: the step lists of builders (the seed's subfactories).
 //! - [`props`]: build-time capability properties (`cap_<capability>_<option>`).
 //! - [`template`]: property templates (`%(prop)s`, `%(prop:-default)s`).
@@ -12,6 +13,7 @@
 //! Pure: no I/O, no clock.
 
 pub mod model;
+pub mod nightly;
 pub mod planner;
 pub mod props;
 pub mod steps;

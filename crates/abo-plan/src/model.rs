@@ -236,13 +236,111 @@ pub enum StepKind {
     AnalyzeLog { step: String, log: String },
 }
 
-/// One scheduler per watched section.
+/// One scheduler per buildout section (`buildout` or `steps`) that is watched or has a
+/// `nightly` option: when to build the section's builders.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Scheduler {
     pub name: String,
     pub builders: Vec<String>,
+    /// Seconds without a new change before the builders are triggered.
     pub tree_stable_timer: u64,
+    /// The change filter; empty for a scheduler that only has `nightly` times.
     pub watch: Vec<WatchedBranch>,
+    /// Times of day the builders are also built, in the master's time zone (`nightly`);
+    /// empty when the section has none.
+    pub nightly: Vec<Nightly>,
+}
+
+/// A day of the week, Monday first (ISO 8601). Serialized as `"mon"`, `"tue"`, ...
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+impl Weekday {
+    /// Every day, Monday first.
+    pub const ALL: [Weekday; 7] = [
+        Weekday::Mon,
+        Weekday::Tue,
+        Weekday::Wed,
+        Weekday::Thu,
+        Weekday::Fri,
+        Weekday::Sat,
+        Weekday::Sun,
+    ];
+
+    /// `mon`, `tue`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Weekday::Mon => "mon",
+            Weekday::Tue => "tue",
+            Weekday::Wed => "wed",
+            Weekday::Thu => "thu",
+            Weekday::Fri => "fri",
+            Weekday::Sat => "sat",
+            Weekday::Sun => "sun",
+        }
+    }
+
+    /// Days since Monday: 0 for Monday, 6 for Sunday.
+    pub fn days_from_monday(self) -> u8 {
+        self as u8
+    }
+}
+
+/// A wall-clock time at which a scheduler builds its builders (the `nightly` option), on
+/// some days of the week, in the master's time zone (master.toml `timezone`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Hash)]
+pub struct Nightly {
+    /// 0 to 23.
+    pub hour: u8,
+    /// 0 to 59.
+    pub minute: u8,
+    /// The days it applies, Monday first, without repetition; all seven when the option
+    /// names none. Never empty.
+    pub weekdays: Vec<Weekday>,
+}
+
+impl std::fmt::Display for Nightly {
+    /// As a manifest would write it, normalized: `02:30`, `02:30 mon-fri`, `23:00 sat,sun`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:02}:{:02}", self.hour, self.minute)?;
+        let mut days = [false; 7];
+        for d in &self.weekdays {
+            days[d.days_from_monday() as usize] = true;
+        }
+        if days.iter().all(|d| *d) {
+            return Ok(());
+        }
+        // Runs of consecutive days, Monday first: three or more as a range.
+        let mut parts: Vec<String> = Vec::new();
+        let mut i = 0;
+        while i < 7 {
+            if !days[i] {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i + 1 < 7 && days[i + 1] {
+                i += 1;
+            }
+            let (a, b) = (Weekday::ALL[start].as_str(), Weekday::ALL[i].as_str());
+            match i - start {
+                0 => parts.push(a.to_string()),
+                1 => parts.extend([a.to_string(), b.to_string()]),
+                _ => parts.push(format!("{a}-{b}")),
+            }
+            i += 1;
+        }
+        write!(f, " {}", parts.join(","))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]

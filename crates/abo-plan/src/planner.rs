@@ -7,6 +7,7 @@
 //! PostgreSQL dimension (one builder named after the section when nothing else dispatches).
 
 use crate::model::*;
+use crate::nightly::{nightly, time_zone};
 use crate::steps::{factory_steps, StepContext};
 use crate::template::expand_cap;
 use crate::version::{Requirement, Version};
@@ -68,6 +69,11 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, Vec<Diagnostic>> {
     }
 
     let step_sets = convert_step_sets(settings, input.settings_file, &mut diags);
+    if let Some(name) = &settings.timezone {
+        if let Err(why) = time_zone(name) {
+            diags.push(Diagnostic::whole_file(input.settings_file, why));
+        }
+    }
     let rewriter = UrlRewriter::new(
         settings
             .url_rewrite
@@ -164,12 +170,18 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, Vec<Diagnostic>> {
                 settings.tree_stable_timer
             }),
         };
-        if let Some(table) = table.filter(|t| !t.is_empty()) {
+        let nightly = nightly(section).unwrap_or_else(|d| {
+            diags.extend(d);
+            Vec::new()
+        });
+        let watch = table.unwrap_or_default();
+        if !watch.is_empty() || !nightly.is_empty() {
             schedulers.push(Scheduler {
                 name: section.name.clone(),
                 builders: factory.iter().map(|b| b.name.clone()).collect(),
                 tree_stable_timer,
-                watch: table,
+                watch,
+                nightly,
             });
         }
         builders.extend(factory);

@@ -131,10 +131,11 @@ pub struct StepOutcome {
     pub hidden: bool,
 }
 
-const BUILD_COLS: &str = "id, request, builder, number, worker, lease, started_at, finished_at, \
+pub(crate) const BUILD_COLS: &str =
+    "id, request, builder, number, worker, lease, started_at, finished_at, \
                           result, state_string, properties";
 
-fn build_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Build> {
+pub(crate) fn build_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Build> {
     Ok(Build {
         id: r.get(0)?,
         request: r.get(1)?,

@@ -77,10 +77,36 @@ pub struct SchedulerTimer {
     pub changes: Vec<ChangeId>,
 }
 
-const CHANGE_COLS: &str = "id, repository, branch, revision, author, committed_at, comments, \
+/// The poller that also watches a pushed branch, and the branch head after the push: a
+/// push recorded with it moves the poller's last seen revision, so that the poller does not
+/// report the same commits again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollerMark {
+    /// The poller's name (its work directory, `gitpoller/<sha1>`).
+    pub poller: String,
+    /// Its state key for the branch (the branch name; empty for bzr).
+    pub branch: String,
+    /// The branch head after the push.
+    pub revision: String,
+}
+
+/// What [`Store::record_push`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PushRecord {
+    /// The changes stored, in the order given (those already known are left out).
+    pub stored: Vec<(ChangeId, NewChange)>,
+    /// Changes left out because one with the same repository, branch and revision exists
+    /// (a redelivered webhook, or commits the poller already reported).
+    pub known: usize,
+    /// The poller had already seen the pushed head: nothing was stored.
+    pub already_polled: bool,
+}
+
+pub(crate) const CHANGE_COLS: &str =
+    "id, repository, branch, revision, author, committed_at, comments, \
                            project, category, source, received_at";
 
-fn change_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Change> {
+pub(crate) fn change_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Change> {
     Ok(Change {
         id: r.get(0)?,
         repository: r.get(1)?,
@@ -185,6 +211,80 @@ impl Store {
                 .collect::<Result<Vec<_>>>()?;
             set_revision(tx, &poller, &branch, &revision, now)?;
             Ok(ids)
+        })
+        .await
+    }
+
+    /// Stores the changes of a push (a forge webhook), in one transaction: changes whose
+    /// repository, branch and revision are already stored are left out, and with `mark` the
+    /// poller watching the same branch has its last seen revision moved to the pushed head,
+    /// unless it has never polled (its first poll reports nothing anyway) or has already seen
+    /// that head (then nothing is stored: the poller reported these commits).
+    pub async fn record_push(
+        &self,
+        changes: Vec<NewChange>,
+        mark: Option<PollerMark>,
+        now: Timestamp,
+    ) -> Result<PushRecord> {
+        self.write(move |tx| {
+            let mut record = PushRecord::default();
+            if let Some(m) = &mark {
+                let seen: Option<String> = tx
+                    .prepare_cached(
+                        "SELECT revision FROM poller_state WHERE poller = ?1 AND branch = ?2",
+                    )?
+                    .query_row(params![m.poller, m.branch], |r| r.get(0))
+                    .optional()?;
+                if seen.as_deref() == Some(m.revision.as_str()) {
+                    record.already_polled = true;
+                    return Ok(record);
+                }
+                let polled: bool = tx
+                    .prepare_cached("SELECT EXISTS (SELECT 1 FROM poller_state WHERE poller = ?1)")?
+                    .query_row([&m.poller], |r| r.get(0))?;
+                if polled {
+                    set_revision(tx, &m.poller, &m.branch, &m.revision, now)?;
+                }
+            }
+            let mut exists = tx.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM changes
+                                WHERE repository = ?1 AND branch = ?2 AND revision = ?3)",
+            )?;
+            for c in changes {
+                let known: bool =
+                    exists.query_row(params![c.repository, c.branch, c.revision], |r| r.get(0))?;
+                if known {
+                    record.known += 1;
+                    continue;
+                }
+                let id = insert_change(tx, &c)?;
+                record.stored.push((id, c));
+            }
+            Ok(record)
+        })
+        .await
+    }
+
+    /// The build requests each of `changes` is carried by, by change (changes no request
+    /// carries are absent).
+    pub async fn requests_of_changes(
+        &self,
+        changes: Vec<ChangeId>,
+    ) -> Result<BTreeMap<ChangeId, Vec<RequestId>>> {
+        self.read(move |tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT request FROM build_request_changes WHERE change = ?1 ORDER BY request",
+            )?;
+            let mut out = BTreeMap::new();
+            for c in changes {
+                let requests: Vec<RequestId> = stmt
+                    .query_map([c], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                if !requests.is_empty() {
+                    out.insert(c, requests);
+                }
+            }
+            Ok(out)
         })
         .await
     }
@@ -379,5 +479,82 @@ impl Store {
             requests.iter().map(|r| insert_request(tx, r)).collect()
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod push_tests {
+    use super::*;
+
+    fn change(rev: &str) -> NewChange {
+        NewChange {
+            repository: "https://forge.example/odoo.git".into(),
+            branch: "16.0".into(),
+            revision: rev.into(),
+            source: "webhook:github".into(),
+            received_at: Timestamp(1000),
+            ..NewChange::default()
+        }
+    }
+
+    fn mark(rev: &str) -> Option<PollerMark> {
+        Some(PollerMark {
+            poller: "gitpoller/abc".into(),
+            branch: "16.0".into(),
+            revision: rev.into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn pushes_move_a_polled_poller_and_skip_what_is_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path().to_str().unwrap()).await.unwrap();
+        let now = Timestamp(2000);
+        // A poller that never polled keeps no state: its first poll reports nothing.
+        let r = s
+            .record_push(vec![change("aa01"), change("aa02")], mark("aa02"), now)
+            .await
+            .unwrap();
+        assert_eq!(r.stored.len(), 2);
+        assert!(!r.already_polled);
+        assert_eq!(
+            s.poller_revision("gitpoller/abc", "16.0").await.unwrap(),
+            None
+        );
+        // Redelivered: nothing new.
+        let r = s
+            .record_push(vec![change("aa01"), change("aa02")], None, now)
+            .await
+            .unwrap();
+        assert_eq!((r.stored.len(), r.known), (0, 2));
+        // A poller that has polled moves to the pushed head...
+        s.set_poller_revision("gitpoller/abc", "16.0", "aa02", now)
+            .await
+            .unwrap();
+        let r = s
+            .record_push(vec![change("aa03")], mark("aa03"), now)
+            .await
+            .unwrap();
+        assert_eq!(r.stored.len(), 1);
+        assert_eq!(
+            s.poller_revision("gitpoller/abc", "16.0").await.unwrap(),
+            Some("aa03".into())
+        );
+        // ...and a push the poller has already seen stores nothing.
+        let r = s
+            .record_push(vec![change("aa04")], mark("aa03"), now)
+            .await
+            .unwrap();
+        assert!(r.already_polled);
+        assert!(r.stored.is_empty());
+        let ids: Vec<ChangeId> = s
+            .list_changes(None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(ids.len(), 3);
+        assert!(s.requests_of_changes(ids).await.unwrap().is_empty());
     }
 }

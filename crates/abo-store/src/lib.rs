@@ -45,6 +45,9 @@
 
 #![deny(missing_docs)]
 
+/// Seeding a store with a large history for benchmarks (not for production use).
+#[doc(hidden)]
+pub mod bench_seed;
 mod builds;
 mod changes;
 mod error;
@@ -53,12 +56,13 @@ mod requests;
 mod sqlite;
 mod types;
 mod users;
+mod views;
 
 pub use builds::{
     Build, BuildDetails, BuilderSummary, Interrupted, Step, StepDetails, StepOutcome, StepUrl,
     MAX_PAGE,
 };
-pub use changes::{Change, NewChange, SchedulerTimer};
+pub use changes::{Change, NewChange, PollerMark, PushRecord, SchedulerTimer};
 pub use error::{Error, Result};
 pub use logs::{
     text_len, LinesPage, LogInfo, LogLine, LogOptions, LogPiece, LogReader, LogWriter, Masker,
@@ -70,6 +74,7 @@ pub use types::{
     Timestamp, UnknownWord,
 };
 pub use users::User;
+pub use views::StatusStamp;
 
 /// Migrations: the embedded list and how to apply it, for tooling and tests.
 pub mod migrations {

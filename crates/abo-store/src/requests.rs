@@ -186,6 +186,12 @@ impl Store {
         self.write(move |tx| insert_request(tx, &req)).await
     }
 
+    /// Several requests, in one transaction (all or none).
+    pub async fn submit_requests(&self, reqs: Vec<NewRequest>) -> Result<Vec<RequestId>> {
+        self.write(move |tx| reqs.iter().map(|r| insert_request(tx, r)).collect())
+            .await
+    }
+
     /// One request, with its change ids.
     pub async fn get_request(&self, id: RequestId) -> Result<Option<BuildRequest>> {
         self.read(move |tx| get_request(tx, id)).await

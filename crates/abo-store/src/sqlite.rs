@@ -60,6 +60,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "users",
         sql: include_str!("../migrations/sqlite/0004_users.sql"),
     },
+    Migration {
+        version: 5,
+        name: "web_indexes",
+        sql: include_str!("../migrations/sqlite/0005_web_indexes.sql"),
+    },
 ];
 
 /// The schema version this abo migrates to.

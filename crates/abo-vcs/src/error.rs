@@ -102,6 +102,35 @@ pub enum VcsError {
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] abo_store::Error),
+    /// A working copy ([`crate::WorkingCopy`]: the master's checkout of its configuration
+    /// repository) that abo will not use or change as it is. Nothing was changed in it.
+    #[error("working copy {}: {reason}", crate::validate::printable(&dir.display().to_string()))]
+    WorkingCopy {
+        /// Its directory.
+        dir: PathBuf,
+        /// What is wrong, for callers that treat cases apart.
+        problem: WorkingCopyProblem,
+        /// What is wrong and what to do about it, escaped.
+        reason: String,
+    },
+}
+
+/// Why a [`crate::WorkingCopy`] cannot be used or brought up to date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkingCopyProblem {
+    /// The directory is not an absolute path.
+    RelativePath,
+    /// The directory does not exist (yet): [`crate::WorkingCopy::ensure`] clones it.
+    Missing,
+    /// The directory exists but is not a working copy of the VCS, and is not empty (or is
+    /// not a directory): abo clones only into a missing or empty directory.
+    NotAWorkingCopy,
+    /// Versioned files are modified, added, removed or missing, or a merge is pending: abo
+    /// does not overwrite an administrator's edits.
+    LocalModifications,
+    /// The working copy has revisions the remote branch does not (history rewritten
+    /// upstream, or local commits beside new remote ones): abo only fast-forwards.
+    Diverged,
 }
 
 impl VcsError {

@@ -16,6 +16,9 @@
 //! - [`validate`]: the checks every URL, branch name and revision passes before it reaches
 //!   a command line. [`parse`]: pure parsers of the tools' outputs. [`backoff`]: when to
 //!   poll next.
+//! - [`WorkingCopy`]: a checkout kept at a remote branch's head (the master's manifests
+//!   directory from `config-repository`): cloned once, then only fast-forwarded, never over
+//!   local modifications.
 //!
 //! # Safety against hostile data
 //!
@@ -37,9 +40,11 @@ pub mod parse;
 mod poller;
 mod set;
 pub mod validate;
+pub mod workcopy;
 
-pub use error::{Result, VcsError};
+pub use error::{Result, VcsError, WorkingCopyProblem};
 pub use parse::Commit;
 pub use poller::{PollReport, PollerOptions, PollerRuntime};
 pub use set::{PollerSet, PollerState, PollerStatus};
 pub use validate::{validate_branch, validate_revision, validate_url};
+pub use workcopy::WorkingCopy;

@@ -64,6 +64,20 @@ fn read_text(path: &Path, diags: &mut Vec<Diagnostic>) -> Option<String> {
     }
 }
 
+/// master.toml alone (what must be known before the rest is read: the configuration
+/// repository to clone); `None` when it cannot be read, which [`load`] then reports.
+pub fn settings_only(sources: &Sources) -> Option<MasterSettings> {
+    let path = sources
+        .config
+        .clone()
+        .unwrap_or_else(|| sources.dir.join("master.toml"));
+    if !path.exists() {
+        return sources.config.is_none().then(MasterSettings::default);
+    }
+    let text = std::fs::read_to_string(&path).ok()?;
+    read_settings(&label(&path), &text).ok()
+}
+
 /// Reads and plans a master directory; on failure, every diagnostic found, sorted.
 pub fn load(sources: &Sources) -> Result<Loaded, Vec<Diagnostic>> {
     let mut diags = Vec::new();
@@ -86,6 +100,37 @@ pub fn load(sources: &Sources) -> Result<Loaded, Vec<Diagnostic>> {
     } else {
         MasterSettings::default()
     };
+
+    if let Some(repo) = &settings.config_repository {
+        let vcs = match repo.vcs {
+            abo_config::settings::RepositoryVcs::Git => abo_plan::Vcs::Git,
+            abo_config::settings::RepositoryVcs::Hg => abo_plan::Vcs::Hg,
+            abo_config::settings::RepositoryVcs::Bzr => abo_plan::Vcs::Bzr,
+        };
+        let line = std::fs::read_to_string(&settings_path)
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .position(|l| l.trim_start().starts_with("config-repository"))
+            })
+            .map_or(1, |i| i as u32 + 1);
+        let checked = abo_vcs::validate_url(vcs, &repo.url).and_then(|()| match &repo.branch {
+            Some(branch) => abo_vcs::validate_branch(vcs, branch),
+            None => Ok(()),
+        });
+        if let Err(e) = checked {
+            diags.push(
+                Diagnostic::new(
+                    settings_label.clone(),
+                    line,
+                    format!("config-repository: {e}"),
+                )
+                .with_help(
+                    "give the URL and branch the master can pull from (https://, ssh://, a path)",
+                ),
+            );
+        }
+    }
 
     // Manifests: all missing ones are reported together (AC-W1).
     let manifest_paths: Vec<PathBuf> = if sources.manifests.is_empty() {

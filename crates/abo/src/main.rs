@@ -3,6 +3,7 @@
 
 mod client;
 mod cmd;
+mod config_repo;
 mod load;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,8 @@ enum Command {
     AnalyzeLog(cmd::analyze::Args),
     /// Run the master in the foreground: the worker port and the web/API port
     Start(cmd::start::Args),
+    /// Put a changed configuration in force in the running master (no restart)
+    Reconfig(cmd::reconfig::Args),
     /// Create, run or inspect a worker
     #[command(subcommand)]
     Worker(cmd::worker::Command),
@@ -45,6 +48,8 @@ enum Command {
     Builds(cmd::builds::Args),
     /// Show a build's steps, or the logs of one of its steps
     Log(cmd::log::Args),
+    /// Tell the master about a change (a repository hook's `buildbot sendchange`)
+    Sendchange(cmd::sendchange::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,12 +59,14 @@ fn main() -> ExitCode {
         Command::Check(args) => cmd::check::run(args),
         Command::AnalyzeLog(args) => cmd::analyze::run(args),
         Command::Start(args) => cmd::start::run(args),
+        Command::Reconfig(args) => cmd::reconfig::run(args),
         Command::Worker(command) => cmd::worker::run(command),
         Command::User(command) => cmd::user::run(command),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Force(args) => cmd::force::run(args),
         Command::Builds(args) => cmd::builds::run(args),
         Command::Log(args) => cmd::log::run(args),
+        Command::Sendchange(args) => cmd::sendchange::run(args),
     };
     match result {
         Ok(code) => code,

@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     pub log_options: LogOptions,
     /// For whole values (properties, descriptions, API answers).
     pub masker: Masker,
+    /// Forge secrets and URL rewriting, for pushed changes (webhooks, `POST changes`).
+    pub push: crate::webhook::PushSettings,
 }
 
 impl Shared {
@@ -169,6 +171,7 @@ pub(crate) async fn prepare(
             allowed_roots: setup.allowed_upload_roots.clone(),
             log_options,
             masker,
+            push: crate::webhook::PushSettings::new(setup),
         }),
         restored,
         lease_base: epoch << 32,
@@ -201,6 +204,8 @@ pub(crate) enum Input {
         build: u64,
         reply: oneshot::Sender<bool>,
     },
+    /// A reconfiguration put a new plan in force (already in `Shared`).
+    Reload(Arc<Plan>),
     /// What the engine is doing now, for the status pages.
     Snapshot { reply: oneshot::Sender<Snapshot> },
     /// A step task ended.
@@ -238,6 +243,12 @@ impl RunnerHandle {
         let (reply, answer) = oneshot::channel();
         self.tx.send(Input::Stop { build, reply }).ok()?;
         answer.await.ok()
+    }
+
+    /// Tells the engine about a new plan (after [`Shared::set_plan`]); false when the runner
+    /// has stopped.
+    pub fn reload(&self, plan: Arc<Plan>) -> bool {
+        self.tx.send(Input::Reload(plan)).is_ok()
     }
 
     /// The engine's pending requests and running builds; `None` when the runner has
@@ -302,7 +313,14 @@ impl Runner {
     ) -> (Runner, RunnerHandle) {
         let (tx, inputs) = mpsc::unbounded_channel();
         let runner = Runner {
-            engine: Engine::new(prepared.shared.plan()),
+            // Requests from changes that wait for a worker are built together (Buildbot's
+            // request collapsing); forced ones are not mergeable.
+            engine: Engine::with_options(
+                prepared.shared.plan(),
+                abo_engine::EngineOptions {
+                    merge_requests: true,
+                },
+            ),
             shared: prepared.shared,
             registry,
             events,
@@ -364,6 +382,7 @@ impl Runner {
                     self.handle(Event::StopRequested { build }).await;
                 }
             }
+            Input::Reload(plan) => self.handle(Event::PlanReloaded(plan)).await,
             Input::Snapshot { reply } => {
                 let _ = reply.send(Snapshot {
                     pending: self.engine.pending(),

@@ -29,26 +29,29 @@ pub(crate) fn default_program() -> PathBuf {
     PathBuf::from(if on_path("brz") { "brz" } else { "bzr" })
 }
 
+/// `bzr --no-plugins --no-aliases <sub>`, messages in English, output in UTF-8, no progress
+/// bars. Every bzr call of the crate starts here; bzr takes its branch with `-d` or a path.
+pub(crate) fn command(program: &Path, sub: &str) -> Invocation {
+    let mut inv =
+        Invocation::new(program, format!("bzr {sub}")).args(["--no-plugins", "--no-aliases", sub]);
+    inv.env_remove.push("LANGUAGE".into());
+    inv.env = vec![
+        // Messages in English, output in UTF-8: the log parser reads both.
+        ("LC_ALL".into(), "C.UTF-8".into()),
+        ("PYTHONIOENCODING".into(), "utf-8".into()),
+        ("BRZ_PROGRESS_BAR".into(), "none".into()),
+        ("BZR_PROGRESS_BAR".into(), "none".into()),
+    ];
+    inv
+}
+
 impl Bzr {
     pub fn new(ctx: Ctx, program: PathBuf) -> Bzr {
         Bzr { ctx, program }
     }
 
     fn bzr(&self, sub: &str) -> Invocation {
-        let mut inv = Invocation::new(&self.program, format!("bzr {sub}")).args([
-            "--no-plugins",
-            "--no-aliases",
-            sub,
-        ]);
-        inv.env_remove.push("LANGUAGE".into());
-        inv.env = vec![
-            // Messages in English, output in UTF-8: the log parser reads both.
-            ("LC_ALL".into(), "C.UTF-8".into()),
-            ("PYTHONIOENCODING".into(), "utf-8".into()),
-            ("BRZ_PROGRESS_BAR".into(), "none".into()),
-            ("BZR_PROGRESS_BAR".into(), "none".into()),
-        ];
-        inv
+        command(&self.program, sub)
     }
 
     pub async fn update(&self) -> Result<BTreeMap<String, String>> {

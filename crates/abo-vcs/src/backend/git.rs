@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::parse::{git as parse, Commit};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Configuration forced on every call: no `ext::` transport, no hooks (the
 /// `reference-transaction` hook runs on fetch), no signature checks running gpg on remote
@@ -44,6 +44,59 @@ const KEEP_ENV: &[&str] = &[
     "GIT_PROXY_SSL_CAINFO",
 ];
 
+/// The repository a git command works on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Repo<'a> {
+    /// None (`clone`, which names its target itself).
+    None,
+    /// A bare repository (a poller's mirror): `--git-dir=<dir>`.
+    Bare(&'a Path),
+    /// A working copy: `-C <dir> --git-dir=<dir>/.git --work-tree=<dir>`, so that git never
+    /// looks for a repository anywhere else (a parent directory's, `GIT_DIR`).
+    WorkTree(&'a Path),
+}
+
+/// `git -c <CONFIG> -c <extra_config> --no-pager <repo> <sub>`, in an environment without
+/// the master's `GIT_*` variables (but those of [`KEEP_ENV`]), with only the allowed
+/// protocols, no prompts, messages in English. Every git call of the crate starts here.
+pub(crate) fn command(
+    program: &Path,
+    repo: Repo<'_>,
+    extra_config: &[&str],
+    sub: &str,
+) -> Invocation {
+    let mut inv = Invocation::new(program, format!("git {sub}"));
+    for c in CONFIG.iter().chain(extra_config) {
+        inv = inv.arg("-c").arg(*c);
+    }
+    inv = inv.arg("--no-pager");
+    let option = |name: &str, path: &Path| {
+        let mut option = OsString::from(name);
+        option.push(path);
+        option
+    };
+    match repo {
+        Repo::None => {}
+        Repo::Bare(dir) => inv = inv.arg(option("--git-dir=", dir)),
+        Repo::WorkTree(dir) => {
+            inv = inv
+                .arg("-C")
+                .arg(dir)
+                .arg(option("--git-dir=", &dir.join(".git")))
+                .arg(option("--work-tree=", dir));
+        }
+    }
+    inv = inv.arg(sub);
+    inv.env_remove = inherited("GIT_", KEEP_ENV);
+    inv.env_remove.push("LANGUAGE".into());
+    inv.env = vec![
+        ("GIT_TERMINAL_PROMPT".into(), "0".into()),
+        ("GIT_ALLOW_PROTOCOL".into(), PROTOCOLS.into()),
+        ("LC_ALL".into(), "C".into()),
+    ];
+    inv
+}
+
 #[derive(Debug)]
 pub(crate) struct Git {
     ctx: Ctx,
@@ -63,21 +116,7 @@ impl Git {
 
     /// `git -c ... --git-dir=<mirror> <sub>`.
     fn git(&self, sub: &str) -> Invocation {
-        let mut inv = Invocation::new(&self.program, format!("git {sub}"));
-        for c in CONFIG {
-            inv = inv.arg("-c").arg(*c);
-        }
-        let mut git_dir = OsString::from("--git-dir=");
-        git_dir.push(&self.ctx.dir);
-        inv = inv.arg("--no-pager").arg(git_dir).arg(sub);
-        inv.env_remove = inherited("GIT_", KEEP_ENV);
-        inv.env_remove.push("LANGUAGE".into());
-        inv.env = vec![
-            ("GIT_TERMINAL_PROMPT".into(), "0".into()),
-            ("GIT_ALLOW_PROTOCOL".into(), PROTOCOLS.into()),
-            ("LC_ALL".into(), "C".into()),
-        ];
-        inv
+        command(&self.program, Repo::Bare(&self.ctx.dir), &[], sub)
     }
 
     async fn ensure_mirror(&self) -> Result<()> {

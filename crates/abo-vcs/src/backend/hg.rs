@@ -9,7 +9,45 @@ use crate::error::Result;
 use crate::parse::{hg as parse, Commit};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// `hg --noninteractive [-R <repo>] <sub>` reading no configuration file but `hgrc` (not
+/// even the repository's own `.hg/hgrc`), with plain output, no inherited `HG*` variables
+/// and, without `hgrc`, ssh in batch mode. Every hg call of the crate starts here.
+pub(crate) fn command(
+    program: &Path,
+    hgrc: Option<&Path>,
+    repo: Option<&Path>,
+    sub: &str,
+) -> Invocation {
+    let mut inv = Invocation::new(program, format!("hg {sub}")).args([
+        "--noninteractive",
+        "--config",
+        "ui.interactive=false",
+    ]);
+    if hgrc.is_none() {
+        // Without a configuration, ssh would ask for passwords and host keys.
+        inv = inv.args(["--config", "ui.ssh=ssh -o BatchMode=yes"]);
+    }
+    if let Some(repo) = repo {
+        inv = inv.arg("-R").arg(repo);
+    }
+    inv = inv.arg(sub);
+    inv.env_remove = inherited("HG", &[]);
+    inv.env_remove.push("LANGUAGE".into());
+    let hgrc: OsString = hgrc.map(Into::into).unwrap_or_default();
+    inv.env = vec![
+        // Stable output whatever the configuration says.
+        ("HGPLAIN".into(), "1".into()),
+        ("HGRCPATH".into(), hgrc),
+        // The clone's own .hg/hgrc is abo's, but nothing in it is needed either.
+        ("HGRCSKIPREPO".into(), "1".into()),
+        ("HGENCODING".into(), "utf-8".into()),
+        ("HGENCODINGMODE".into(), "replace".into()),
+        ("LC_ALL".into(), "C".into()),
+    ];
+    inv
+}
 
 #[derive(Debug)]
 pub(crate) struct Hg {
@@ -33,33 +71,8 @@ impl Hg {
 
     /// `hg --noninteractive [-R <clone>] <sub>`.
     fn hg(&self, sub: &str, in_repo: bool) -> Invocation {
-        let mut inv = Invocation::new(&self.program, format!("hg {sub}")).args([
-            "--noninteractive",
-            "--config",
-            "ui.interactive=false",
-        ]);
-        if self.hgrc.is_none() {
-            // Without a configuration, ssh would ask for passwords and host keys.
-            inv = inv.args(["--config", "ui.ssh=ssh -o BatchMode=yes"]);
-        }
-        if in_repo {
-            inv = inv.arg("-R").arg(&self.ctx.dir);
-        }
-        inv = inv.arg(sub);
-        inv.env_remove = inherited("HG", &[]);
-        inv.env_remove.push("LANGUAGE".into());
-        let hgrc: OsString = self.hgrc.clone().map(Into::into).unwrap_or_default();
-        inv.env = vec![
-            // Stable output whatever the configuration says.
-            ("HGPLAIN".into(), "1".into()),
-            ("HGRCPATH".into(), hgrc),
-            // The clone's own .hg/hgrc is abo's, but nothing in it is needed either.
-            ("HGRCSKIPREPO".into(), "1".into()),
-            ("HGENCODING".into(), "utf-8".into()),
-            ("HGENCODINGMODE".into(), "replace".into()),
-            ("LC_ALL".into(), "C".into()),
-        ];
-        inv
+        let repo = in_repo.then_some(self.ctx.dir.as_path());
+        command(&self.program, self.hgrc.as_deref(), repo, sub)
     }
 
     pub async fn update(&self) -> Result<BTreeMap<String, String>> {

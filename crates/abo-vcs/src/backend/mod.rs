@@ -29,11 +29,12 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     /// Runs `inv` with the context's limits and secrets; fails on a non-zero exit.
-    async fn run_ok(&self, inv: Invocation) -> Result<Output> {
+    pub(crate) async fn run_ok(&self, inv: Invocation) -> Result<Output> {
         self.run(inv).await?.ok()
     }
 
-    async fn run(&self, mut inv: Invocation) -> Result<Output> {
+    /// Runs `inv` with the context's limits and secrets, whatever its exit status.
+    pub(crate) async fn run(&self, mut inv: Invocation) -> Result<Output> {
         inv.secrets.extend(self.secrets.iter().cloned());
         command::run(&inv, self.limits).await
     }
@@ -71,8 +72,8 @@ impl Backend {
     }
 }
 
-/// Creates the parent directory of a mirror.
-async fn create_parent(dir: &Path) -> Result<()> {
+/// Creates the parent directory of a mirror (or of a working copy).
+pub(crate) async fn create_parent(dir: &Path) -> Result<()> {
     if let Some(parent) = dir.parent() {
         tokio::fs::create_dir_all(parent)
             .await

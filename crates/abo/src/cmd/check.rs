@@ -188,12 +188,14 @@ pub fn render_table(loaded: &Loaded) -> String {
 
     let _ = writeln!(out, "\nSchedulers ({})", plan.schedulers.len());
     if !plan.schedulers.is_empty() {
-        let mut rows = vec![vec![
-            "SCHEDULER".into(),
-            "TREE-STABLE".into(),
-            "BUILDERS".into(),
-            "WATCHES".into(),
-        ]];
+        // The NIGHTLY column only when some section builds on the clock.
+        let nightly = plan.schedulers.iter().any(|s| !s.nightly.is_empty());
+        let mut header = vec!["SCHEDULER".into(), "TREE-STABLE".into(), "BUILDERS".into()];
+        if nightly {
+            header.push("NIGHTLY".into());
+        }
+        header.push("WATCHES".into());
+        let mut rows = vec![header];
         for s in &plan.schedulers {
             let watch: Vec<String> = s
                 .watch
@@ -203,14 +205,37 @@ pub fn render_table(loaded: &Loaded) -> String {
                     None => format!("{} {}", w.vcs.as_str(), w.url),
                 })
                 .collect();
-            rows.push(vec![
+            let dash = |v: String| if v.is_empty() { "-".to_string() } else { v };
+            let mut row = vec![
                 s.name.clone(),
-                format!("{}s", s.tree_stable_timer),
+                if s.watch.is_empty() {
+                    "-".to_string()
+                } else {
+                    format!("{}s", s.tree_stable_timer)
+                },
                 s.builders.len().to_string(),
-                watch.join("; "),
-            ]);
+            ];
+            if nightly {
+                let times: Vec<String> = s.nightly.iter().map(ToString::to_string).collect();
+                row.push(dash(times.join("; ")));
+            }
+            row.push(dash(watch.join("; ")));
+            rows.push(row);
         }
         columns(&mut out, &rows);
+        if nightly {
+            let _ = match &loaded.settings.timezone {
+                Some(tz) => writeln!(out, "  Nightly times are in {tz} (master.toml `timezone`)."),
+                None => writeln!(
+                    out,
+                    "  Nightly times are in the master's local time zone{}; set `timezone` in master.toml to choose one.",
+                    abo_plan::nightly::TimeZone::try_system()
+                        .ok()
+                        .and_then(|tz| tz.iana_name().map(|n| format!(" (on this machine: {n})")))
+                        .unwrap_or_default()
+                ),
+            };
+        }
     }
 
     let _ = writeln!(out, "\nPollers ({})", plan.pollers.len());

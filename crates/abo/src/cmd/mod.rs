@@ -7,6 +7,8 @@ pub mod demo;
 pub mod force;
 pub mod init;
 pub mod log;
+pub mod reconfig;
+pub mod sendchange;
 pub mod start;
 pub mod user;
 pub mod worker;

@@ -8,10 +8,11 @@
 //! lines name the bound addresses (`listening for workers on HOST:PORT`), which is how
 //! scripts and tests find a port chosen with `:0`.
 
-use crate::load::{load, Loaded};
+use crate::config_repo::{self, ConfigRepo};
+use crate::load::{self, load, Loaded, Sources};
 use crate::MasterDirArgs;
 use abo_config::MasterSettings;
-use abo_master::{BuildSetup, Capability, MasterConfig, Timing, WorkerAccount};
+use abo_master::{BuildSetup, Capability, MasterConfig, Timing, Webhooks, WorkerAccount};
 use anyhow::Context as _;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,25 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let loaded = match load(&args.master.sources()) {
+    let sources = args.master.sources();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // The configuration repository is cloned before anything else is read from it.
+    let config_repo = match load::settings_only(&sources) {
+        Some(settings) => config_repo::from_settings(&sources.dir, &settings)?,
+        None => None,
+    };
+    if let Some(repo) = &config_repo {
+        let cloned = runtime
+            .block_on(repo.working_copy.ensure())
+            .with_context(|| format!("config-repository: cloning into {}", repo.dir.display()))?;
+        if cloned {
+            eprintln!("config-repository: cloned into {}", repo.dir.display());
+        }
+    }
+    let loaded = match load(&sources) {
         Ok(loaded) => loaded,
         Err(diags) => {
             for d in &diags {
@@ -46,12 +65,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     init_logging();
     let config = master_config(&args.master.dir, loaded);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, sources, config_repo))
 }
+
+/// Where `abo start` writes its process id, for `abo reconfig` (and scripts).
+pub fn pid_file(dir: &Path) -> PathBuf {
+    dir.join(PID_FILE)
+}
+
+/// The pid file's name in the master directory.
+pub const PID_FILE: &str = "abo.pid";
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -101,10 +124,17 @@ fn in_dir(dir: &Path, value: &str) -> PathBuf {
     }
 }
 
-/// What the master runtime needs from the master directory.
-fn master_config(dir: &Path, loaded: Loaded) -> MasterConfig {
-    let s = &loaded.settings;
-    let workers = loaded
+/// The webhook secrets, masked like master.toml's `secrets`.
+fn webhook_secrets(w: &abo_config::settings::WebhookSettings) -> impl Iterator<Item = &String> {
+    let github = w.github.as_ref().map(|h| &h.secret);
+    let gitlab = w.gitlab.as_ref().map(|h| &h.token);
+    let gitea = w.gitea.as_ref().map(|h| &h.secret);
+    github.into_iter().chain(gitlab).chain(gitea)
+}
+
+/// The workers file's accounts, as the master runtime takes them.
+fn worker_accounts(loaded: &Loaded) -> Vec<WorkerAccount> {
+    loaded
         .workers
         .iter()
         .map(|w| WorkerAccount {
@@ -120,7 +150,13 @@ fn master_config(dir: &Path, loaded: Loaded) -> MasterConfig {
                 })
                 .collect(),
         })
-        .collect();
+        .collect()
+}
+
+/// What the master runtime needs from the master directory.
+fn master_config(dir: &Path, loaded: Loaded) -> MasterConfig {
+    let s = &loaded.settings;
+    let workers = worker_accounts(&loaded);
     let mut config = MasterConfig::new(s.worker_listen.clone(), workers);
     config.http_listen = Some(s.http_listen.clone());
     config.max_frame_bytes = s.max_frame_bytes;
@@ -132,26 +168,160 @@ fn master_config(dir: &Path, loaded: Loaded) -> MasterConfig {
     config.builds = Some(BuildSetup {
         master_dir: dir.to_path_buf(),
         database: database_location(dir, s),
+        time_zone: s.timezone.clone(),
+        poller_options: abo_master::PollerOptions::default(),
         artifacts_dir: in_dir(dir, s.artifacts_dir.as_deref().unwrap_or("artifacts")),
         allowed_upload_roots: s.allowed_upload_roots.iter().map(PathBuf::from).collect(),
         log_cap_bytes: s.log_cap_bytes,
-        secrets: s.secrets.clone(),
+        secrets: s
+            .secrets
+            .iter()
+            .chain(webhook_secrets(&s.webhooks))
+            .cloned()
+            .collect(),
+        webhooks: Webhooks {
+            github_secret: s.webhooks.github.as_ref().map(|h| h.secret.clone()),
+            gitlab_token: s.webhooks.gitlab.as_ref().map(|h| h.token.clone()),
+            gitea_secret: s.webhooks.gitea.as_ref().map(|h| h.secret.clone()),
+        },
+        url_rewrite: s
+            .url_rewrite
+            .iter()
+            .map(|r| (r.from.clone(), r.to.clone()))
+            .collect(),
+        web_public: s.web.public,
+        missing_worker_after: std::time::Duration::from_secs(s.web.missing_worker_after),
         plan: Arc::new(loaded.plan),
     });
     config
 }
 
-async fn serve(config: MasterConfig) -> anyhow::Result<ExitCode> {
+async fn serve(
+    config: MasterConfig,
+    sources: Sources,
+    config_repo: Option<ConfigRepo>,
+) -> anyhow::Result<ExitCode> {
     // Installed before anything listens, so a signal never finds the default action.
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let started = Restart::of(&config);
     let master = abo_master::start(config).await?;
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    let pid_path = pid_file(&sources.dir);
+    if let Err(e) = std::fs::write(&pid_path, format!("{}\n", std::process::id())) {
+        tracing::warn!(
+            "cannot write {}: {e}; `abo reconfig` will not find this master",
+            pid_path.display()
+        );
+    }
+    let (pulled_tx, mut pulled) = tokio::sync::mpsc::channel(1);
+    let puller = config_repo.map(|repo| tokio::spawn(pull_config_repository(repo, pulled_tx)));
+    let name = loop {
+        tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP received, reading the configuration again");
+                reconfigure(&master, &sources, &started).await;
+            }
+            Some(revision) = pulled.recv() => {
+                tracing::info!(%revision, "the configuration repository changed, reading the configuration again");
+                reconfigure(&master, &sources, &started).await;
+            }
+        }
     };
+    if let Some(puller) = puller {
+        puller.abort();
+    }
     tracing::info!("{name} received, shutting down");
     master.shutdown().await;
+    // Only ours: a master started since in the same directory keeps its file.
+    if std::fs::read_to_string(&pid_path).is_ok_and(|p| p.trim() == std::process::id().to_string())
+    {
+        let _ = std::fs::remove_file(&pid_path);
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Pulls the configuration repository every interval and reports each new revision. A
+/// failing pull (unreachable server, local edits, diverged history) is logged and tried
+/// again at the next interval; the running configuration stays.
+async fn pull_config_repository(repo: ConfigRepo, changed: tokio::sync::mpsc::Sender<String>) {
+    let mut failing = false;
+    loop {
+        tokio::time::sleep(repo.interval).await;
+        match repo.working_copy.update().await {
+            Ok(Some(revision)) => {
+                failing = false;
+                if changed.send(revision).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => failing = false,
+            Err(e) => {
+                // Once per failure streak at warn level: a server down for a day must not
+                // fill the log.
+                if failing {
+                    tracing::debug!("config-repository: {e}");
+                } else {
+                    tracing::warn!("config-repository: cannot pull {}: {e}", repo.dir.display());
+                }
+                failing = true;
+            }
+        }
+    }
+}
+
+/// The settings a running master cannot change: a reconfiguration that changes them takes
+/// effect at the next start (and says so).
+#[derive(PartialEq)]
+struct Restart {
+    worker_listen: String,
+    http_listen: Option<String>,
+    database: Option<String>,
+}
+
+impl Restart {
+    fn of(config: &MasterConfig) -> Restart {
+        Restart {
+            worker_listen: config.worker_listen.clone(),
+            http_listen: config.http_listen.clone(),
+            database: config.builds.as_ref().map(|b| b.database.clone()),
+        }
+    }
+}
+
+/// SIGHUP: reads every file again; a valid configuration replaces the running one, an
+/// invalid one is refused with all its diagnostics and the running one stays.
+async fn reconfigure(master: &abo_master::RunningMaster, sources: &Sources, started: &Restart) {
+    let read = sources.clone();
+    let loaded = match tokio::task::spawn_blocking(move || load(&read)).await {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            master.reload_refused(vec![format!("reading the configuration failed: {e}")]);
+            return;
+        }
+    };
+    match loaded {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                tracing::warn!("{w}");
+            }
+            let accounts = worker_accounts(&loaded);
+            let config = master_config(&sources.dir, loaded);
+            if Restart::of(&config) != *started {
+                tracing::warn!(
+                    "worker-listen, http-listen and database changes take effect at the next start"
+                );
+            }
+            let plan = match config.builds {
+                Some(builds) => builds.plan,
+                None => return,
+            };
+            let generation = master.reload(&accounts, plan).await;
+            tracing::info!(generation, "the new configuration is in force");
+        }
+        Err(diags) => master.reload_refused(diags.iter().map(ToString::to_string).collect()),
+    }
 }

@@ -9,6 +9,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod changes;
+pub mod changes_bench;
 pub mod dispatch;
 
 use std::io::Write as _;

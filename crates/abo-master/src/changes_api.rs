@@ -263,7 +263,7 @@ async fn create(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Resp
         let now = Timestamp::now();
         let (new, watched) = check_body(
             &api.shared.plan(),
-            &api.shared.push.rewriter,
+            &api.shared.push().rewriter,
             body,
             format!("api:{user}"),
             now,

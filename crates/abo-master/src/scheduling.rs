@@ -112,6 +112,9 @@ pub(crate) struct SchedulerTask {
     shutdown: CancellationToken,
 }
 
+/// How soon a timer whose firing could not be stored fires again.
+const STORE_RETRY: Duration = Duration::from_secs(10);
+
 fn now() -> abo_engine::Timestamp {
     abo_engine::Timestamp(abo_store::Timestamp::now().0)
 }
@@ -238,10 +241,27 @@ impl SchedulerTask {
 
     async fn carry_out(&mut self, actions: Vec<SchedulerAction>) {
         for action in actions {
+            let retry = match &action {
+                SchedulerAction::Fire {
+                    scheduler,
+                    changes,
+                    trigger: Trigger::TreeStable,
+                    ..
+                } => Some(PendingTimer {
+                    scheduler: scheduler.clone(),
+                    fires_at: abo_engine::Timestamp(now().0 + STORE_RETRY.as_millis() as u64),
+                    changes: changes.clone(),
+                }),
+                _ => None,
+            };
             if let Err(e) = self.act(action).await {
-                // The store refused: the timer stays in memory and fires again later; the
-                // next write may succeed.
                 tracing::error!("scheduler: cannot store: {e}");
+                // The fired timer is still in the store but no longer in the schedulers:
+                // give it back to them, to fire again shortly (the store's copy is what a
+                // restart would find anyway).
+                if let Some(timer) = retry {
+                    let _ = self.schedulers.restore(now(), [timer]);
+                }
             }
         }
     }

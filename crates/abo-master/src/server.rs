@@ -16,12 +16,11 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{MasterConfig, WorkerAccount};
+use crate::config::{BuildSetup, MasterConfig, WorkerAccount};
 use crate::connection::{self, Setup};
 use crate::error::Error;
 use crate::master_api::ConfigStatus;
 use crate::registry::{AuthRefusal, WorkerRegistry};
-use abo_plan::Plan;
 
 /// The running master: its bound addresses, its registry, and its tasks.
 #[derive(Debug)]
@@ -76,15 +75,22 @@ impl RunningMaster {
     /// Puts a new configuration in force without dropping connected workers or running
     /// builds: the workers' accounts, the plan (builds running keep the steps they started
     /// with; requests waiting for builders that are gone are cancelled), the pollers and
-    /// the schedulers (pending timers of schedulers that remain are kept). The caller has
+    /// the schedulers (pending timers of schedulers that remain are kept), the webhook
+    /// secrets and URL rewriting of pushed changes. `setup`'s other fields (database,
+    /// directories, log cap, secrets, web settings) take effect at the next start. The caller has
     /// checked the configuration; an invalid one never reaches here (see
     /// [`RunningMaster::reload_refused`]). Returns the new configuration generation.
-    pub async fn reload(&self, workers: &[WorkerAccount], plan: Arc<Plan>) -> u64 {
+    pub async fn reload(&self, workers: &[WorkerAccount], setup: &BuildSetup) -> u64 {
         let (added, removed) = self.registry.update_accounts(workers);
         let Some(builds) = &self.builds else {
             return self.note_reload(Ok(()));
         };
+        let plan = setup.plan.clone();
         builds.api.shared.set_plan(plan.clone());
+        builds
+            .api
+            .shared
+            .set_push(crate::webhook::PushSettings::new(setup));
         builds.api.runner.reload(plan.clone());
         builds.scheduling.reload(plan.clone()).await;
         tracing::info!(
@@ -183,8 +189,9 @@ pub async fn start(config: MasterConfig) -> Result<RunningMaster, Error> {
         tracker.spawn(runner.run());
         let (changes, feed) = crate::scheduling::ChangeFeed::new();
         let time_zone = match &setup.time_zone {
-            Some(name) => jiff::tz::TimeZone::get(name)
-                .map_err(|e| Error::Setup(format!("time zone {name:?}: {e}")))?,
+            // The zone database `abo check` checked the name against.
+            Some(name) => abo_plan::nightly::time_zone(name)
+                .map_err(|e| Error::Setup(format!("timezone: {e}")))?,
             None => jiff::tz::TimeZone::system(),
         };
         let (scheduler, scheduling) =
@@ -213,7 +220,7 @@ pub async fn start(config: MasterConfig) -> Result<RunningMaster, Error> {
         let web = config
             .builds
             .as_ref()
-            .map(|b| crate::web::WebOptions::new(b, shutdown.clone()));
+            .map(|b| crate::web::WebOptions::new(b, shutdown.clone(), tracker.clone()));
         let app = crate::http::full_router(
             registry.clone(),
             builds.as_ref().map(|b| (b.api.clone(), b.master_api())),

@@ -179,7 +179,7 @@ async fn handle(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HookError> {
-    let settings = &api.shared.push;
+    let settings = api.shared.push();
     let Some(secret) = forge.secret(&settings.webhooks) else {
         return Err(HookError(
             StatusCode::NOT_FOUND,
@@ -234,32 +234,32 @@ async fn handle(
         return Err(HookError(StatusCode::BAD_REQUEST, reason));
     }
     let now = Timestamp::now();
-    let outcome = match plan_push(&api.shared.plan(), &settings.rewriter, forge, push, now) {
-        Planned::Ignored(reason) => {
-            tracing::info!(forge = forge.name(), %reason, "webhook push ignored");
-            return Ok(Json(json!({ "changes": [], "ignored": reason })).into_response());
-        }
-        Planned::Store {
-            changes,
-            mark,
-            dropped,
-        } => {
-            let record = api
-                .shared
-                .store
-                .record_push(changes, mark, now)
-                .await
-                .map_err(|e| {
-                    tracing::error!(forge = forge.name(), "webhook: storing the changes: {e}");
-                    HookError(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal error (see the master's log)".into(),
-                    )
-                })?;
-            (record, dropped)
-        }
-    };
-    let (record, dropped) = outcome;
+    let (record, dropped) =
+        match plan_push(&api.shared.plan(), &settings.rewriter, forge, push, now) {
+            Planned::Ignored(reason) => {
+                tracing::info!(forge = forge.name(), %reason, "webhook push ignored");
+                return Ok(Json(json!({ "changes": [], "ignored": reason })).into_response());
+            }
+            Planned::Store {
+                changes,
+                mark,
+                dropped,
+            } => {
+                let record = api
+                    .shared
+                    .store
+                    .record_push(changes, mark, now)
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(forge = forge.name(), "webhook: storing the changes: {e}");
+                        HookError(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal error (see the master's log)".into(),
+                        )
+                    })?;
+                (record, dropped)
+            }
+        };
     let mut ids = Vec::new();
     for (id, c) in record.stored {
         ids.push(id.0);

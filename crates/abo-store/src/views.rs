@@ -193,6 +193,20 @@ impl Store {
         .await
     }
 
+    /// How many of `builder`'s requests wait in the queue (a partial index as small as the
+    /// queue).
+    pub async fn queued_count(&self, builder: &str) -> Result<u64> {
+        let builder = builder.to_owned();
+        self.read(move |tx| {
+            Ok(tx
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM build_requests WHERE state = 'queued' AND builder = ?1",
+                )?
+                .query_row([builder], |r| u64_in(r, 0))?)
+        })
+        .await
+    }
+
     /// The latest finished build of each builder named (through the partial index of
     /// finished builds: one row each, however many builds run).
     pub async fn latest_finished_builds(

@@ -30,7 +30,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2e_support::{
@@ -108,6 +108,10 @@ pub struct LogFigures {
     pub log_bytes: u64,
     /// Bytes each client received (headers and event framing included).
     pub client_bytes: Vec<u64>,
+    /// Seconds from the go signal to each client's last byte.
+    pub client_seconds: Vec<f64>,
+    /// Memory samples taken.
+    pub samples: usize,
     /// From the go signal to the build's end.
     pub write_seconds: f64,
     pub start_rss_kib: u64,
@@ -337,6 +341,7 @@ fn follow(
     path: &str,
     done: Arc<AtomicBool>,
     received: Arc<AtomicU64>,
+    last_byte: Arc<Mutex<Instant>>,
 ) -> Result<(), u16> {
     let mut tcp = TcpStream::connect(http).unwrap();
     tcp.set_read_timeout(Some(Duration::from_millis(200)))
@@ -356,6 +361,7 @@ fn follow(
             Ok(n) => {
                 received.fetch_add(n as u64, Ordering::Relaxed);
                 quiet_since = Instant::now();
+                *last_byte.lock().unwrap() = quiet_since;
                 if status.is_none() {
                     head.extend_from_slice(&buf[..n]);
                     if let Some(line) = head.split(|&b| b == b'\n').next() {
@@ -423,12 +429,22 @@ fn big_log(master: &Master, tmp: &Path, go_file: &Path) -> LogFigures {
     figures.sse_status = probe;
     let done = Arc::new(AtomicBool::new(false));
     let counters: Vec<Arc<AtomicU64>> = (0..SSE_CLIENTS).map(|_| Arc::default()).collect();
+    let last_bytes: Vec<Arc<Mutex<Instant>>> = (0..SSE_CLIENTS)
+        .map(|_| Arc::new(Mutex::new(Instant::now())))
+        .collect();
     let clients: Vec<_> = if figures.sse_found {
         counters
             .iter()
-            .map(|c| {
-                let (done, c, live, http) = (done.clone(), c.clone(), live.clone(), master.http);
-                std::thread::spawn(move || follow(http, &live, done, c))
+            .zip(&last_bytes)
+            .map(|(c, l)| {
+                let (done, c, l, live, http) = (
+                    done.clone(),
+                    c.clone(),
+                    l.clone(),
+                    live.clone(),
+                    master.http,
+                );
+                std::thread::spawn(move || follow(http, &live, done, c, l))
             })
             .collect()
     } else {
@@ -441,12 +457,13 @@ fn big_log(master: &Master, tmp: &Path, go_file: &Path) -> LogFigures {
     let sampler = {
         let sampling = sampling.clone();
         std::thread::spawn(move || {
-            let mut peak = 0;
+            let (mut peak, mut samples) = (0, 0);
             while sampling.load(Ordering::Relaxed) {
                 peak = peak.max(status_kib(pid, "VmRSS:"));
+                samples += 1;
                 std::thread::sleep(SAMPLE_EVERY);
             }
-            peak
+            (peak, samples)
         })
     };
     figures.start_rss_kib = status_kib(pid, "VmRSS:");
@@ -472,7 +489,11 @@ fn big_log(master: &Master, tmp: &Path, go_file: &Path) -> LogFigures {
         }
     }
     sampling.store(false, Ordering::Relaxed);
-    figures.peak_rss_kib = sampler.join().unwrap();
+    (figures.peak_rss_kib, figures.samples) = sampler.join().unwrap();
+    figures.client_seconds = last_bytes
+        .iter()
+        .map(|l| l.lock().unwrap().saturating_duration_since(t).as_secs_f64())
+        .collect();
     figures.end_rss_kib = status_kib(pid, "VmRSS:");
     figures.hwm_kib = status_kib(pid, "VmHWM:");
     figures.client_bytes = counters.iter().map(|c| c.load(Ordering::Relaxed)).collect();
@@ -570,7 +591,8 @@ pub fn run(o: &Options) -> Report {
     let clients = if log.sse_found {
         log.client_bytes
             .iter()
-            .map(|b| format!("{:.1} MB", *b as f64 / 1e6))
+            .zip(&log.client_seconds)
+            .map(|(b, s)| format!("{:.1} MB in {s:.2} s", *b as f64 / 1e6))
             .collect::<Vec<_>>()
             .join(", ")
     } else {
@@ -583,7 +605,8 @@ pub fn run(o: &Options) -> Report {
         SSE_CLIENTS
     ));
     say(&format!(
-        "web: master memory while it streamed (VmRSS every {} ms): start {}, peak {}, end {}; VmHWM {}",
+        "web: master memory while it streamed (VmRSS, {} samples every {} ms): start {}, peak {}, end {}; VmHWM {}",
+        log.samples,
         SAMPLE_EVERY.as_millis(),
         mb(log.start_rss_kib),
         mb(log.peak_rss_kib),

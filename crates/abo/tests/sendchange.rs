@@ -170,6 +170,8 @@ fn sendchange_stores_the_change() {
     let pw_file = master.dir.join("hook.password");
     std::fs::write(&pw_file, format!("{PASSWORD}\n")).unwrap();
     let pw_file = pw_file.to_str().unwrap();
+    let files_from = master.dir.join("files");
+    std::fs::write(&files_from, "with space.py\0other/file.py\0").unwrap();
 
     let out = master.sendchange(
         &[
@@ -191,6 +193,8 @@ fn sendchange_stores_the_change() {
             "1795629874",
             "--project",
             "abo-demo",
+            "--files-from",
+            files_from.to_str().unwrap(),
             "addons/x/models.py",
             "README.rst",
         ],
@@ -211,11 +215,16 @@ fn sendchange_stores_the_change() {
     assert_eq!(c["author"], "Alice <alice@example.org>");
     assert_eq!(
         c["comments"],
-        "Fix the tests\n\nThe message comes from standard input.\n"
+        "Fix the tests\n\nThe message comes from standard input."
     );
     assert_eq!(
         c["files"],
-        serde_json::json!(["addons/x/models.py", "README.rst"])
+        serde_json::json!([
+            "addons/x/models.py",
+            "README.rst",
+            "with space.py",
+            "other/file.py"
+        ])
     );
     assert_eq!(c["committed_at"], "2026-11-25T18:04:34Z");
     assert_eq!(c["project"], "abo-demo");
@@ -322,4 +331,145 @@ fn sendchange_refusals_are_clear() {
     ] {
         assert!(help.contains(word), "{word}: {help}");
     }
+}
+
+/// The `post-receive` hook of docs/api.md, as documented.
+fn documented_hook() -> String {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api.md")).unwrap();
+    let start = doc
+        .find("```sh\n#!/bin/sh\n# post-receive")
+        .expect("docs/api.md has the post-receive hook");
+    let script = &doc[start + "```sh\n".len()..];
+    script[..script.find("```").unwrap()].to_owned()
+}
+
+fn git(
+    dir: &std::path::Path,
+    home: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("HOME", home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Zoé O'Hara; $(id)")
+        .env("GIT_AUTHOR_EMAIL", "zoe@example.org")
+        .env("GIT_COMMITTER_NAME", "CI")
+        .env("GIT_COMMITTER_EMAIL", "ci@example.org")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    out
+}
+
+#[test]
+fn the_documented_post_receive_hook_sends_each_pushed_commit() {
+    let master = Master::start();
+    let root = master.dir.parent().unwrap().to_path_buf();
+    let home = root.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let pw_file = root.join("hook.password");
+    std::fs::write(&pw_file, format!("{PASSWORD}\n")).unwrap();
+    let origin = root.join("origin.git");
+    git(
+        &root,
+        &home,
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            origin.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let hook = origin.join("hooks/post-receive");
+    std::fs::write(&hook, documented_hook()).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let work = root.join("work");
+    git(
+        &root,
+        &home,
+        &[
+            "clone",
+            "-q",
+            origin.to_str().unwrap(),
+            work.to_str().unwrap(),
+        ],
+        &[],
+    );
+
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_abo"));
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let master_url = format!("http://{}", master.http);
+    let hook_env = [
+        ("PATH", path.as_str()),
+        ("ABO_MASTER", master_url.as_str()),
+        ("ABO_USER", USER),
+        ("ABO_PASSWORD_FILE", pw_file.to_str().unwrap()),
+        ("ABO_REPOSITORY", "https://github.com/anybox/abo-demo.git"),
+    ];
+    let commit = |file: &str, message: &str| {
+        std::fs::write(work.join(file), message).unwrap();
+        git(&work, &home, &["add", "--", file], &[]);
+        git(&work, &home, &["commit", "-q", "-m", message], &[]);
+        let out = git(&work, &home, &["rev-parse", "HEAD"], &[]);
+        text(&out.stdout).trim().to_owned()
+    };
+    // A new branch: its head alone.
+    commit("first.txt", "first");
+    let second = commit("with space.txt", "second\n\nwith a body");
+    git(&work, &home, &["push", "-q", "origin", "main"], &hook_env);
+    // Two more commits: both, oldest first.
+    let third = commit("third.txt", "third");
+    let fourth = commit("fourth.txt", "fourth");
+    git(&work, &home, &["push", "-q", "origin", "main"], &hook_env);
+    // A tag: nothing. A hostile branch name: refused by the master, the push goes through.
+    git(&work, &home, &["tag", "v1"], &[]);
+    git(&work, &home, &["push", "-q", "origin", "v1"], &hook_env);
+    let out = git(
+        &work,
+        &home,
+        &["push", "origin", "HEAD:refs/heads/$(id)"],
+        &hook_env,
+    );
+    assert!(
+        text(&out.stderr).contains("abo sendchange failed"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let changes = master.changes();
+    let revisions: Vec<&str> = changes
+        .iter()
+        .rev()
+        .map(|c| c["revision"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        revisions,
+        [second.as_str(), third.as_str(), fourth.as_str()]
+    );
+    let second_change = &changes[2];
+    assert_eq!(second_change["branch"], "main");
+    assert_eq!(
+        second_change["author"],
+        "Zoé O'Hara; $(id) <zoe@example.org>"
+    );
+    assert_eq!(second_change["comments"], "second\n\nwith a body");
+    assert_eq!(
+        second_change["files"],
+        serde_json::json!(["with space.txt"])
+    );
+    assert!(second_change["committed_at"].is_string());
+    assert_eq!(changes[0]["files"], serde_json::json!(["fourth.txt"]));
 }

@@ -60,8 +60,9 @@ pub(crate) struct Shared {
     pub log_options: LogOptions,
     /// For whole values (properties, descriptions, API answers).
     pub masker: Masker,
-    /// Forge secrets and URL rewriting, for pushed changes (webhooks, `POST changes`).
-    pub push: crate::webhook::PushSettings,
+    /// Forge secrets and URL rewriting, for pushed changes (webhooks, `POST changes`);
+    /// replaced by a reconfiguration.
+    push: RwLock<Arc<crate::webhook::PushSettings>>,
 }
 
 impl Shared {
@@ -79,6 +80,22 @@ impl Shared {
             .plan
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = plan;
+    }
+
+    /// The push settings in force now.
+    pub fn push(&self) -> Arc<crate::webhook::PushSettings> {
+        self.push
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Puts new push settings in force (a reconfiguration).
+    pub fn set_push(&self, push: crate::webhook::PushSettings) {
+        *self
+            .push
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(push);
     }
 
     /// The builder's entry in the current plan.
@@ -171,7 +188,7 @@ pub(crate) async fn prepare(
             allowed_roots: setup.allowed_upload_roots.clone(),
             log_options,
             masker,
-            push: crate::webhook::PushSettings::new(setup),
+            push: RwLock::new(Arc::new(crate::webhook::PushSettings::new(setup))),
         }),
         restored,
         lease_base: epoch << 32,

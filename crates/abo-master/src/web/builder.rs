@@ -125,12 +125,7 @@ pub(crate) async fn page(
     let ids: Vec<BuildId> = builds.iter().map(|b| b.id).collect();
     let changes = store.changes_of_builds(ids.clone()).await?;
     let tests = store.test_step_descriptions(ids).await?;
-    let queued = store
-        .builders_summary()
-        .await?
-        .into_iter()
-        .find(|s| s.name == name)
-        .map_or(0, |s| s.queued);
+    let queued = store.queued_count(&name).await?;
     let now = now_ms();
     // Transition marks: compare each finished build with the next older finished one.
     let mut marks: BTreeMap<BuildId, &'static str> = BTreeMap::new();
@@ -386,6 +381,32 @@ pub(crate) async fn force(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_force_form_offers_the_properties_the_steps_use() {
+        let steps: std::sync::Arc<[abo_plan::Step]> = vec![
+            abo_plan::Step::argv(
+                "bootstrap",
+                [
+                    "bin/buildout",
+                    "%(buildout-tag:-)s",
+                    "%(pg_version)s",
+                    "100%%",
+                ],
+            ),
+            abo_plan::Step::argv("run", ["%(buildername)s", "%(cap_python_bin:-python)s"]),
+        ]
+        .into();
+        let builder = abo_plan::Builder {
+            name: "b".into(),
+            buildout: "b".into(),
+            workers: Vec::new(),
+            category: String::new(),
+            properties: BTreeMap::from([("pg_version".to_string(), "16".to_string())]),
+            steps,
+        };
+        assert_eq!(used_properties(&builder), ["buildout-tag"]);
+    }
 
     #[test]
     fn test_counts_are_read_from_descriptions() {

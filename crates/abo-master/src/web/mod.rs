@@ -55,10 +55,11 @@ use axum::routing::{on, MethodFilter};
 use axum::Router;
 use maud::{html, Markup, DOCTYPE};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::api::{Api, ApiError};
 use crate::config::BuildSetup;
-use crate::registry::WorkerRegistry;
+use crate::registry::{RegistryEvent, WorkerRegistry};
 use routes::{Access, Page, Verb, ROUTES};
 
 /// The policy every web response carries: nothing but this origin's own files.
@@ -76,14 +77,21 @@ pub(crate) struct WebOptions {
     pub missing_worker_after: Duration,
     /// Live streams end when the master stops.
     pub shutdown: CancellationToken,
+    /// The master's tasks: the web's one task (recording when workers leave) joins them.
+    pub tracker: TaskTracker,
 }
 
 impl WebOptions {
-    pub(crate) fn new(setup: &BuildSetup, shutdown: CancellationToken) -> WebOptions {
+    pub(crate) fn new(
+        setup: &BuildSetup,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> WebOptions {
         WebOptions {
             public: setup.web_public,
             missing_worker_after: setup.missing_worker_after,
             shutdown,
+            tracker,
         }
     }
 }
@@ -99,8 +107,8 @@ struct Inner {
     registry: Arc<WorkerRegistry>,
     opts: WebOptions,
     sessions: auth::Sessions,
-    /// When each worker was last seen connected (by any page render or event tick): the
-    /// registry only knows connected workers.
+    /// When each worker was last seen connected (kept by [`follow_workers`] and page
+    /// renders): the registry only knows connected workers.
     seen: Mutex<HashMap<String, SystemTime>>,
     /// When the web pages started: a worker never seen is missing since then.
     started: SystemTime,
@@ -162,9 +170,38 @@ pub(crate) struct Viewer {
     pub csrf: String,
 }
 
+/// Records when workers connect and leave, so the workers page can say since when one is
+/// away even if no page was open when it left. Ends with the master.
+async fn follow_workers(web: Web, mut events: tokio::sync::broadcast::Receiver<RegistryEvent>) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let event = tokio::select! {
+            _ = web.inner.opts.shutdown.cancelled() => return,
+            event = events.recv() => event,
+        };
+        let name = match event {
+            Ok(RegistryEvent::Connected { name, .. }) | Ok(RegistryEvent::Lost { name, .. }) => {
+                name
+            }
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        };
+        web.inner
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name, SystemTime::now());
+    }
+}
+
 /// The web routes, to merge into the master's router.
 pub(crate) fn routes(api: Api, registry: Arc<WorkerRegistry>, opts: WebOptions) -> Router {
+    let events = registry.subscribe();
     let web = Web::new(api, registry, opts);
+    web.inner
+        .opts
+        .tracker
+        .spawn(follow_workers(web.clone(), events));
     let mut router: Router<Web> = Router::new();
     for r in ROUTES {
         let filter = match r.verb {

@@ -160,6 +160,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         (None, None) => String::new(),
     };
+    // `git log --format=%B` ends with blank lines.
+    let comments = comments.trim_end().to_owned();
     let mut files = args.files.clone();
     if let Some(f) = &args.files_from {
         let file =

@@ -315,11 +315,10 @@ async fn reconfigure(master: &abo_master::RunningMaster, sources: &Sources, star
                     "worker-listen, http-listen and database changes take effect at the next start"
                 );
             }
-            let plan = match config.builds {
-                Some(builds) => builds.plan,
-                None => return,
+            let Some(setup) = &config.builds else {
+                return;
             };
-            let generation = master.reload(&accounts, plan).await;
+            let generation = master.reload(&accounts, setup).await;
             tracing::info!(generation, "the new configuration is in force");
         }
         Err(diags) => master.reload_refused(diags.iter().map(ToString::to_string).collect()),

@@ -19,6 +19,24 @@ use std::time::{Duration, Instant};
 
 use builds_support::MasterDir;
 
+/// CPU seconds (user, system) of a process and of its waited-for children, from
+/// `/proc/PID/stat` (fields 14–17, in clock ticks of 1/100 s).
+fn cpu(pid: i32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|v| v.parse::<f64>().unwrap_or(0.0) / 100.0)
+        .collect();
+    if f.len() < 4 {
+        return (0.0, 0.0);
+    }
+    (f[0] + f[1], f[2] + f[3])
+}
+
 const LINE: &str =
     "abcdefghijklmnopqrstuvwxyz 0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 abcdefghij";
 
@@ -51,6 +69,14 @@ fn main() {
     }
     child.wait().unwrap();
     let bare = start.elapsed();
+    // The bare command's CPU (this process's waited-for children: sh, yes and head).
+    // SAFETY: getrusage(2) fills the struct it is given.
+    let bare_cpu = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
+        let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+        t(u.ru_utime) + t(u.ru_stime)
+    };
     assert_eq!(n, bytes);
 
     let toml = format!(
@@ -66,6 +92,9 @@ fn main() {
     let worker = m.worker(&master, "w1", "pw-one");
     master.wait_connected("w1", &worker);
     let (rss_idle, _) = master.rss();
+    let worker_pid = worker.child.id() as i32;
+    let (master_cpu0, _) = cpu(master.pid());
+    let (worker_cpu0, command_cpu0) = cpu(worker_pid);
     let start = Instant::now();
     let r = master.force("flood", &[]);
     let mut peak = 0;
@@ -78,6 +107,8 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let through = start.elapsed();
+    let (master_cpu1, _) = cpu(master.pid());
+    let (worker_cpu1, command_cpu1) = cpu(worker_pid);
     assert_eq!(req["result"], "success", "{req}");
     let build = req["builds"][0].as_u64().unwrap();
 
@@ -110,6 +141,16 @@ fn main() {
         through.as_secs_f64(),
         through.as_secs_f64() / bare.as_secs_f64().max(1e-9),
         mb / through.as_secs_f64()
+    );
+    println!(
+        "  CPU during the step: command {:.2} s (bare: {:.2} s), worker {:.2} s, master {:.2} s \
+         (2 cores: {:.2} s of CPU in {:.2} s)",
+        command_cpu1 - command_cpu0,
+        bare_cpu,
+        worker_cpu1 - worker_cpu0,
+        master_cpu1 - master_cpu0,
+        (command_cpu1 - command_cpu0) + (worker_cpu1 - worker_cpu0) + (master_cpu1 - master_cpu0),
+        through.as_secs_f64()
     );
     println!(
         "  read back through the API:    {:>8.2} s  ({:.0} MB/s, {offset} bytes)",

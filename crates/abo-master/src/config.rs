@@ -105,6 +105,9 @@ pub struct MasterConfig {
     pub builds: Option<BuildSetup>,
 }
 
+/// Longest a worker keeps command output before sending it (`buffer_timeout`).
+pub const LIVE_OUTPUT_DELAY_SECS: f64 = 1.0;
+
 /// What the build runner needs: the plan to run, where to persist, where uploads land.
 #[derive(Clone)]
 pub struct BuildSetup {
@@ -195,6 +198,9 @@ impl MasterConfig {
             timing: Timing::default(),
             connect_settings: Some(WorkerSettings {
                 max_line_length: DEFAULT_MAX_LINE_LENGTH,
+                // Output reaches live log pages within a second (Buildbot's 5 s default
+                // shows running logs in bursts); size-triggered flushes are unchanged.
+                buffer_timeout: abo_proto::Seconds(LIVE_OUTPUT_DELAY_SECS),
                 ..WorkerSettings::default()
             }),
             builds: None,

@@ -4,8 +4,9 @@
 //! PostgreSQL, no buildout). For each VCS (`git`, `hg`, `bzr`):
 //!
 //! - the first poll of a repository builds nothing;
-//! - a push to the watched branch gives exactly one build of the section watching it, none
-//!   of the section watching another branch, and the request lists the change (revision,
+//! - a push to the watched branch gives exactly one build of each builder (two: one per
+//!   `python` version) of the section watching it, none of the section watching another
+//!   branch, and the request lists the change (revision,
 //!   author, comments);
 //! - two commits in one push give one build carrying both; for git and hg, two pushes
 //!   within the tree-stable timer too (when polls are fast enough to fit in it);
@@ -94,6 +95,20 @@ fn built(master: &Master, builder: &str, n: usize) -> Vec<Value> {
     changes
 }
 
+/// The builders of the section `on-main`.
+const ON_MAIN: [&str; 2] = ["on-main-python-2.7", "on-main-python-3.11"];
+
+/// [`built`] for each builder of `on-main`: one build each, carrying the same changes.
+fn built_main(master: &Master, n: usize) -> Vec<Value> {
+    let first = built(master, ON_MAIN[0], n);
+    for builder in &ON_MAIN[1..] {
+        let changes = built(master, builder, n);
+        let ids = |c: &[Value]| c.iter().map(|c| c["id"].clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&changes), ids(&first), "{builder} and {}", ON_MAIN[0]);
+    }
+    first
+}
+
 fn assert_changes(changes: &[Value], commits: &[Commit], url: &str) {
     assert_eq!(
         changes.len(),
@@ -125,7 +140,7 @@ fn change_flow(vcs: Vcs) {
     };
     let manifest = format!(
         "{}{}{}",
-        section("on-main", &[repo.watch_line(main)]),
+        two_builder_section("on-main", &[repo.watch_line(main)]),
         section("on-other", &[repo.watch_line(other)]),
         section("unreachable", &[unreachable_watch]),
     );
@@ -185,7 +200,7 @@ fn change_flow(vcs: Vcs) {
     // One push: one build of on-main, with the change; none elsewhere.
     let t = Instant::now();
     let c1 = repo.commit_push(main, &["first change: fix the frobnicator"]);
-    let changes = built(&master, "on-main", 1);
+    let changes = built_main(&master, 1);
     assert_changes(&changes, &c1, &main_url);
     assert_idle(&master, "on-other", "only on-main's branch changed");
     assert_idle(&master, "unreachable", "its repository cannot be reached");
@@ -196,7 +211,7 @@ fn change_flow(vcs: Vcs) {
 
     // Two commits in one push: one build carrying both.
     let c2 = repo.commit_push(main, &["second change", "third change"]);
-    let changes = built(&master, "on-main", 2);
+    let changes = built_main(&master, 2);
     assert_changes(&changes, &c2, &main_url);
     let mut builds_main = 2;
     let mut pushed: Vec<Commit> = c1.iter().chain(&c2).cloned().collect();
@@ -217,7 +232,7 @@ fn change_flow(vcs: Vcs) {
         wait_changes_found(&master, &main_url, 4);
         let b = repo.commit_push(main, &["fifth change"]);
         builds_main += 1;
-        let changes = built(&master, "on-main", builds_main);
+        let changes = built_main(&master, builds_main);
         let both: Vec<Commit> = a.into_iter().chain(b).collect();
         assert_changes(&changes, &both, &main_url);
         pushed.extend(both);
@@ -229,7 +244,7 @@ fn change_flow(vcs: Vcs) {
     master.restart();
     wait_connected(&master, &worker);
     builds_main += 1;
-    let changes = built(&master, "on-main", builds_main);
+    let changes = built_main(&master, builds_main);
     assert_changes(&changes, &down, &main_url);
     pushed.extend(down);
 
@@ -240,7 +255,7 @@ fn change_flow(vcs: Vcs) {
     master.restart();
     wait_connected(&master, &worker);
     builds_main += 1;
-    let changes = built(&master, "on-main", builds_main);
+    let changes = built_main(&master, builds_main);
     assert_changes(&changes, &pending, &main_url);
     pushed.extend(pending);
     let fired_after_restart = std::fs::read_to_string(&master.log)
@@ -259,11 +274,13 @@ fn change_flow(vcs: Vcs) {
     let o = repo.commit_push(other, &["on the other branch"]);
     let changes = built(&master, "on-other", 1);
     assert_changes(&changes, &o, &other_url);
-    assert_eq!(
-        builds_of(&master, "on-main").len(),
-        builds_main,
-        "a change of another branch built on-main"
-    );
+    for builder in ON_MAIN {
+        assert_eq!(
+            builds_of(&master, builder).len(),
+            builds_main,
+            "a change of another branch built {builder}"
+        );
+    }
     assert_idle(&master, "unreachable", "its repository cannot be reached");
 
     // The unreachable poller still fails, the others polled after it failed.

@@ -251,15 +251,18 @@ pub fn change_worker() -> Account {
 }
 
 /// Lays out a master in `dir` without PostgreSQL: `workers.cfg` with the account of
-/// [`change_worker`], master.toml with `top` (top-level keys) and the step set `echo` (one
-/// shell step printing the build's revision), `manifest` as buildouts/MANIFEST.cfg, and the
+/// [`change_worker`] (offering `python` 2.7 and 3.11, for sections with two builders), master.toml with `top` (top-level keys) and the step set `echo` (one
+/// shell step), `manifest` as buildouts/MANIFEST.cfg, and the
 /// API user.
 pub fn layout_master(dir: &Path, manifest: &str, top: &str) {
     std::fs::create_dir_all(dir.join("buildouts")).unwrap();
     let w = change_worker();
     std::fs::write(
         dir.join("workers.cfg"),
-        format!("[{}]\npassword = {}\nmax_builds = 4\n", w.name, w.password),
+        format!(
+            "[{}]\npassword = {}\nmax_builds = 4\ncapability = python 2.7\n             python 3.11\n",
+            w.name, w.password
+        ),
     )
     .unwrap();
     std::fs::write(dir.join("buildouts/MANIFEST.cfg"), manifest).unwrap();
@@ -270,14 +273,15 @@ pub fn layout_master(dir: &Path, manifest: &str, top: &str) {
              worker-listen = \"127.0.0.1:0\"\nhttp-listen = \"127.0.0.1:0\"\n\
              worker-ping-interval = 1\nworker-lost-after = 5\n{top}\n\
              [[step-sets.echo]]\nname = \"echo\"\n\
-             command = \"echo built revision %(revision:-none)s of %(branch:-none)s\"\n"
+             command = \"echo building %(buildername)s number %(buildnumber)s\"\n"
         ),
     )
     .unwrap();
     add_user(dir, API_USER, API_PASSWORD);
 }
 
-/// A manifest section building with the `echo` step set, on any worker, watching `watch`.
+/// A manifest section building with the `echo` step set, on any worker, watching `watch`:
+/// one builder named after it.
 pub fn section(name: &str, watch: &[String]) -> String {
     let mut s = format!("[{name}]\nsteps = echo\nbuild-for = postgresql not-used\n");
     if !watch.is_empty() {
@@ -289,14 +293,21 @@ pub fn section(name: &str, watch: &[String]) -> String {
     s
 }
 
+/// [`section`] with one builder per `python` version of the worker: `NAME-python-2.7` and
+/// `NAME-python-3.11`.
+pub fn two_builder_section(name: &str, watch: &[String]) -> String {
+    section(name, watch).replace(
+        "build-for = postgresql not-used\n",
+        "build-for = postgresql not-used\n            python\n",
+    )
+}
+
 /// `GET /api/v1/pollers`: every poller's status.
 pub fn pollers(master: &Master) -> Vec<Value> {
-    let v = api(master.http, "pollers");
-    let list = match &v {
-        Value::Array(a) => a.clone(),
-        _ => v["pollers"].as_array().cloned().unwrap_or_default(),
-    };
-    list
+    match api(master.http, "pollers") {
+        Value::Array(a) => a,
+        v => v["pollers"].as_array().cloned().unwrap_or_default(),
+    }
 }
 
 /// The status of the poller of `url`.

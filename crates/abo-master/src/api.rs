@@ -365,6 +365,24 @@ pub(crate) const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$YWJvLWR1bW15LXNhbHQ$0pdrBu6mBA8xIn4bn8z4ys0nzfYu9mW5Ixps1O6s+fU";
 
 /// The user a mutation is made by, or 401 (403 for another origin).
+/// With `[web] public = false`: reads (GET, HEAD) need a user too; mutations check their
+/// credentials themselves.
+pub(crate) async fn require_reader(
+    State(api): State<Api>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) {
+        if let Err(refused) = authenticate(&api, request.headers()).await {
+            return refused.into_response();
+        }
+    }
+    next.run(request).await
+}
+
 pub(crate) async fn authenticate(api: &Api, headers: &HeaderMap) -> Result<String, ApiError> {
     if let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST)) {
         let origin = origin.to_str().unwrap_or("");

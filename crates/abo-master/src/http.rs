@@ -95,18 +95,30 @@ pub(crate) fn full_router(
     web: Option<crate::web::WebOptions>,
 ) -> Router {
     let mut app = Router::new()
-        .route("/api/v1/workers", get(workers))
         .route("/api/v1/openapi.yaml", get(openapi))
         .with_state(registry.clone());
+    let mut reads = Router::new()
+        .route("/api/v1/workers", get(workers))
+        .with_state(registry.clone());
     if let Some((api, master)) = builds {
-        app = app.merge(crate::master_api::routes(master));
+        let public = web.as_ref().is_none_or(|w| w.public);
         if let Some(web) = web {
             app = app.merge(crate::web::routes(api.clone(), registry, web));
         }
-        // Pushed changes: forge webhooks (`/hooks/*`) and `/api/v1/changes`.
+        // Forge webhooks (`/hooks/*`) authenticate with their own secrets.
         app = app.merge(crate::webhook::routes(api.clone()));
-        app = app.merge(crate::changes_api::routes(api.clone()));
-        app = app.merge(crate::api::routes(api));
+        reads = reads
+            .merge(crate::master_api::routes(master))
+            .merge(crate::changes_api::routes(api.clone()))
+            .merge(crate::api::routes(api.clone()));
+        if !public {
+            // `[web] public = false` covers the JSON API and artifacts too: reading needs
+            // the same credentials as changing.
+            reads = reads.layer(axum::middleware::from_fn_with_state(
+                api,
+                crate::api::require_reader,
+            ));
+        }
     }
-    app.fallback(not_found)
+    app.merge(reads).fallback(not_found)
 }

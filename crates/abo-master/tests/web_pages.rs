@@ -578,6 +578,31 @@ fn anonymous_access_follows_the_route_table_and_mutations_need_login_and_csrf() 
             },
         }
     }
+    // The JSON API and artifacts follow `public = false` too: reads need a user.
+    use base64::Engine as _;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{USER_PASSWORD}"))
+    );
+    for path in [
+        "/api/v1/builds",
+        "/api/v1/builders",
+        "/api/v1/workers",
+        "/api/v1/changes",
+    ] {
+        assert_eq!(
+            send(master.http, "GET", path, &[], "").status,
+            401,
+            "{path}"
+        );
+        let with_user = send(master.http, "GET", path, &[("Authorization", &basic)], "");
+        assert_eq!(with_user.status, 200, "{path}: {}", with_user.text());
+    }
+    assert_eq!(
+        send(master.http, "GET", "/api/v1/openapi.yaml", &[], "").status,
+        200,
+        "the API's description stays public"
+    );
     let name = {
         let cookie = login(&master);
         let home = page(&master, "/", Some(&cookie));

@@ -270,8 +270,13 @@ impl Master {
         http(self.http, "GET", path, None, None)
     }
 
+    /// GET as JSON; with the test user's credentials when the master wants a reader
+    /// (`[web] public = false`).
     pub fn get_json(&self, path: &str) -> Value {
-        let r = self.get(path);
+        let mut r = self.get(path);
+        if r.status == 401 {
+            r = http(self.http, "GET", path, Some((USER, USER_PASSWORD)), None);
+        }
         assert_eq!(r.status, 200, "GET {path}: {}", r.text());
         r.json()
     }

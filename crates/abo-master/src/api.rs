@@ -112,10 +112,11 @@ pub(crate) fn routes(api: Api) -> Router {
         .with_state(api)
 }
 
-/// RFC 3339, UTC, whole seconds (as the workers endpoint's `connected_since`).
+/// RFC 3339, UTC, with milliseconds (latencies between requests, changes and builds are
+/// often below a second).
 fn time(ms: u64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms);
-    humantime::format_rfc3339_seconds(t).to_string()
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
 fn parse_id(what: &str, s: &str) -> Result<u64, ApiError> {
@@ -339,6 +340,7 @@ async fn request(State(api): State<Api>, Path(id): Path<String>) -> Answer {
         "reason": api.shared.mask(&req.reason),
         "submitted_at": time(req.submitted_at.0),
         "builds": builds.iter().map(|b| b.0).collect::<Vec<_>>(),
+        "changes": req.changes.iter().map(|c| c.0).collect::<Vec<_>>(),
     }))
     .into_response())
 }

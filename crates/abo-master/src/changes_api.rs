@@ -47,7 +47,7 @@ fn bad(reason: impl Into<String>) -> ApiError {
 }
 
 fn time(t: Timestamp) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(t.0)).to_string()
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(t.0)).to_string()
 }
 
 fn parse_id(what: &str, s: &str) -> Result<u64, ApiError> {

@@ -198,6 +198,7 @@ pub fn load(sources: &Sources) -> Result<Loaded, Vec<Diagnostic>> {
     if let Some(plan) = &plan {
         check_master_files(dir, plan, &sections, &mut diags);
         warnings.extend(sections_without_builders(plan, &sections));
+        warnings.extend(shadowed_watch_lines(&sections));
     }
     match plan {
         Some(plan) if diags.is_empty() => Ok(Loaded {
@@ -233,6 +234,29 @@ fn sections_without_builders(plan: &Plan, sections: &[ManifestSection]) -> Vec<D
                 .with_help("check the capabilities in the workers file (`abo worker detect` prints a machine's)")
         })
         .collect()
+}
+
+/// Two `watch` lines of a section naming one repository: only the last one's branch is
+/// watched (0.9's watch table holds one branch per URL, and abo reads it the same way), so
+/// the earlier line is silently useless. Say so.
+fn shadowed_watch_lines(sections: &[ManifestSection]) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for s in sections {
+        let lines = s.lines_at("watch");
+        for (i, (line, at)) in lines.iter().enumerate() {
+            let url = line.split_whitespace().nth(1);
+            let later = lines[i + 1..]
+                .iter()
+                .find(|(l, _)| url.is_some() && l.split_whitespace().nth(1) == url);
+            if let (Some(url), Some((_, later_at))) = (url, later) {
+                out.push(
+                    Diagnostic::new(&s.file, *at, format!("section `{}` watches {url} again on line {later_at}: only that later line's branch is watched", s.name))
+                        .with_help("watch one branch per repository in a section, or split the section (one per branch)"),
+                );
+            }
+        }
+    }
+    out
 }
 
 /// A directory as the plan names it: relative to the master directory when inside it (so

@@ -341,3 +341,27 @@ fn sections_without_builders_are_warned_about() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_repository_watched_twice_in_a_section_is_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("m");
+    assert!(abo(&["init", d.to_str().unwrap()]).status.success());
+    let manifest = d.join("buildouts/MANIFEST.cfg");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str(
+        "\n[twice]\nbuildout = standalone odoo-16.cfg\nwatch = git https://git.example/a.git main\n        git https://git.example/a.git develop\n",
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let o = abo(&["check", d.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let line = err
+        .lines()
+        .find(|l| l.contains("watches https://git.example/a.git again"))
+        .unwrap_or_else(|| panic!("no warning: {err}"));
+    assert!(
+        line.starts_with("warning: ") && line.contains("only that later line's branch is watched"),
+        "{line}"
+    );
+}

@@ -4,14 +4,51 @@
 
 use crate::error::{Error, Result};
 use flate2::read::ZlibDecoder;
-use flate2::write::ZlibEncoder;
-use flate2::Compression;
-use std::io::{Read, Write};
+use flate2::{Compress, Compression, FlushCompress, Status};
+use std::io::Read;
+use std::sync::Mutex;
+
+/// Compressors kept for reuse. A new one allocates and zeroes a few hundred KiB of
+/// tables, which cost as much as compressing a chunk of repetitive output; a reset one
+/// only clears its hash heads. Two cover the usual number of logs written at once, and
+/// memory stays bounded however many there are.
+static COMPRESSORS: Mutex<Vec<Compress>> = Mutex::new(Vec::new());
+const KEEP_COMPRESSORS: usize = 2;
 
 pub(crate) fn compress(raw: &[u8]) -> Result<Vec<u8>> {
-    let mut enc = ZlibEncoder::new(Vec::with_capacity(raw.len() / 4 + 64), Compression::fast());
-    enc.write_all(raw).map_err(Error::Compression)?;
-    enc.finish().map_err(Error::Compression)
+    let pooled = COMPRESSORS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .pop();
+    let mut c = match pooled {
+        Some(mut c) => {
+            c.reset();
+            c
+        }
+        None => Compress::new(Compression::fast(), true),
+    };
+    let mut out = Vec::with_capacity(raw.len() / 4 + 64);
+    loop {
+        let consumed = usize::try_from(c.total_in())
+            .unwrap_or(raw.len())
+            .min(raw.len());
+        if out.len() == out.capacity() {
+            out.reserve(raw.len() / 4 + 64);
+        }
+        let status = c
+            .compress_vec(&raw[consumed..], &mut out, FlushCompress::Finish)
+            .map_err(|e| Error::Compression(std::io::Error::other(e)))?;
+        if status == Status::StreamEnd {
+            break;
+        }
+    }
+    let mut pool = COMPRESSORS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if pool.len() < KEEP_COMPRESSORS {
+        pool.push(c);
+    }
+    Ok(out)
 }
 
 /// Decompresses a chunk that must hold exactly `raw_len` bytes; reads at most one byte
@@ -31,4 +68,26 @@ pub(crate) fn decompress(data: &[u8], raw_len: u64) -> Result<Vec<u8>> {
         )));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reused_compressors_round_trip() {
+        let text: Vec<u8> = (0..50_000u32)
+            .flat_map(|i| format!("line {i} {}\n", i * 7919 % 1000).into_bytes())
+            .collect();
+        // Incompressible bytes make the output outgrow its first allocation.
+        let noise: Vec<u8> = (0..200_000u64)
+            .map(|i| (i.wrapping_mul(6364136223846793005) >> 56) as u8)
+            .collect();
+        for raw in [&text[..], &noise[..], b"", b"x", &text[..1000]] {
+            for _ in 0..3 {
+                let packed = compress(raw).unwrap();
+                assert_eq!(decompress(&packed, raw.len() as u64).unwrap(), raw);
+            }
+        }
+    }
 }

@@ -43,6 +43,9 @@ pub(crate) struct Encoder {
     last_byte: Option<u8>,
     truncated: bool,
     dropped: u64,
+    /// Newlines in `buf` of a stdio log, counted as records are appended (every record
+    /// ends with exactly one), so sealing a chunk need not scan it again.
+    buf_newlines: u64,
     sealed_bytes: u64,
     sealed_newlines: u64,
     sealed_ends_line: bool,
@@ -68,6 +71,7 @@ impl Encoder {
             last_byte: None,
             truncated: false,
             dropped: 0,
+            buf_newlines: 0,
             sealed_bytes: 0,
             sealed_newlines: 0,
             sealed_ends_line: true,
@@ -115,8 +119,9 @@ impl Encoder {
         };
         let mut masked = std::mem::take(&mut self.masked);
         masked.clear();
-        self.maskers[m].push(data, &mut masked);
-        self.route(stream, &masked);
+        // Output without a secret in it is routed as it is, without a copy.
+        let settled = self.maskers[m].push_settled(data, &mut masked);
+        self.route(stream, settled);
         self.masked = masked;
     }
 
@@ -166,7 +171,7 @@ impl Encoder {
             // Look one byte past the room: a line of exactly MAX_LINE_BYTES followed by
             // its newline is one record, not a record and an empty one.
             let window = &bytes[..bytes.len().min(room + 1)];
-            if let Some(i) = window.iter().position(|&b| b == b'\n') {
+            if let Some(i) = memchr::memchr(b'\n', window) {
                 self.emit_record(stream, &bytes[..i]);
                 bytes = &bytes[i + 1..];
             } else if bytes.len() > room {
@@ -181,6 +186,25 @@ impl Encoder {
 
     /// Stores one stdio line: the stream's letter, its pending partial line, `tail`, `\n`.
     fn emit_record(&mut self, stream: Stream, tail: &[u8]) {
+        // The common case, a whole line well within the cap, goes straight into the chunk
+        // buffer: no record copy. Anything else (a pending partial line, the cap) takes the
+        // general path below.
+        let len = tail.len() + 2;
+        if self.partial[stream.index()].is_empty()
+            && !self.truncated
+            && (len as u64) <= self.cap.saturating_sub(self.accepted)
+        {
+            if !self.buf.is_empty() && self.buf.len() + len > CHUNK_BYTES {
+                self.seal_all();
+            }
+            self.accepted += len as u64;
+            self.buf.push(stream.prefix());
+            self.buf.extend_from_slice(tail);
+            self.buf.push(b'\n');
+            self.buf_newlines += 1;
+            self.last_byte = Some(b'\n');
+            return;
+        }
         let mut record = std::mem::take(&mut self.record);
         record.clear();
         record.push(stream.prefix());
@@ -241,6 +265,7 @@ impl Encoder {
                     self.seal_all();
                 }
                 self.buf.extend_from_slice(bytes);
+                self.buf_newlines += memchr::memchr_iter(b'\n', bytes).count() as u64;
             }
             LogKind::Text => {
                 let mut rest = bytes;
@@ -263,7 +288,8 @@ impl Encoder {
             Some(i) if i + 1 >= CHUNK_BYTES / 2 => {
                 let tail = self.buf.split_off(i + 1);
                 let head = std::mem::replace(&mut self.buf, tail);
-                self.seal(head);
+                let newlines = count_newlines(&head);
+                self.seal(head, newlines);
             }
             _ => self.seal_all(),
         }
@@ -272,11 +298,17 @@ impl Encoder {
     fn seal_all(&mut self) {
         if !self.buf.is_empty() {
             let raw = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
-            self.seal(raw);
+            let newlines = match self.kind {
+                LogKind::Stdio => std::mem::take(&mut self.buf_newlines),
+                LogKind::Text => count_newlines(&raw),
+            };
+            self.seal(raw, newlines);
         }
     }
 
-    fn seal(&mut self, raw: Vec<u8>) {
+    /// Seals `raw`, which holds `newlines` newlines.
+    fn seal(&mut self, raw: Vec<u8>, newlines: u64) {
+        debug_assert_eq!(newlines, count_newlines(&raw));
         let cont = !self.sealed_ends_line;
         let chunk = SealedChunk {
             seq: self.next_seq,
@@ -287,10 +319,14 @@ impl Encoder {
         };
         self.next_seq += 1;
         self.sealed_bytes += chunk.raw.len() as u64;
-        self.sealed_newlines += chunk.raw.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.sealed_newlines += newlines;
         self.sealed_ends_line = chunk.raw.last() == Some(&b'\n');
         self.sealed.push(chunk);
     }
+}
+
+fn count_newlines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
 #[cfg(test)]

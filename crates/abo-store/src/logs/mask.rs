@@ -70,6 +70,25 @@ impl Masker {
         self.process(input, false, out);
     }
 
+    /// [`Masker::push`] without a copy when it can: returns the settled output, which is
+    /// `input` itself when nothing is kept back from before, `input` holds no secret and
+    /// no possible start of one at its end (ordinary output), else `out` filled as `push`
+    /// fills it (`out` must be empty).
+    pub(crate) fn push_settled<'a>(&mut self, input: &'a [u8], out: &'a mut Vec<u8>) -> &'a [u8] {
+        debug_assert!(out.is_empty());
+        let Some(matcher) = &self.matcher else {
+            return input;
+        };
+        if self.held.is_empty()
+            && matcher.find(input).is_none()
+            && self.settled_len(input) == input.len()
+        {
+            return input;
+        }
+        self.process(input, false, out);
+        out
+    }
+
     /// Ends the stream: appends what was kept back, masked.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         self.process(&[], true, out);

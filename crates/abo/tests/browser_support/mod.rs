@@ -455,6 +455,48 @@ impl Browser {
         )
     }
 
+    /// How many elements match the CSS selector now.
+    pub fn count(&self, css: &str) -> usize {
+        self.execute_with(
+            "return document.querySelectorAll(arguments[0]).length;",
+            &[json!(css)],
+        )
+        .as_u64()
+        .unwrap_or(0) as usize
+    }
+
+    /// Sets `window.__abo_marker` on the current document: [`Browser::has_marker`] tells
+    /// later whether the page is still the same document (no navigation, no reload).
+    pub fn set_marker(&self) {
+        self.execute("window.__abo_marker = 1;");
+    }
+
+    /// Whether the marker of [`Browser::set_marker`] is still there.
+    pub fn has_marker(&self) -> bool {
+        self.execute("return window.__abo_marker === 1;") == json!(true)
+    }
+
+    /// Clicks `el` (a link or a form's button) and waits, up to `timeout`, until another
+    /// document has replaced the current one and finished loading.
+    pub fn click_and_wait_load(&self, el: &Element, timeout: Duration) {
+        self.execute("window.__abo_leaving = 1;");
+        self.click(el);
+        self.wait_until("the next page to load", timeout, |b| {
+            matches!(
+                b.command(
+                    "POST",
+                    "/execute/sync",
+                    Some(&json!({
+                        "script": "return window.__abo_leaving === undefined \
+                                   && document.readyState === 'complete';",
+                        "args": []
+                    })),
+                ),
+                Ok(Value::Bool(true))
+            )
+        });
+    }
+
     /// Waits until an element matches the CSS selector; panics after `timeout` (with a
     /// screenshot and the page's source).
     pub fn wait_for(&self, css: &str, timeout: Duration) -> Element {

@@ -678,3 +678,99 @@ fn pushed_changes() {
         started.elapsed().as_secs_f64()
     ));
 }
+
+/// Runs git in `dir` with a test identity; panics on failure.
+fn git_in(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Config Author")
+        .env("GIT_AUTHOR_EMAIL", "config@example.org")
+        .env("GIT_COMMITTER_NAME", "Config Author")
+        .env("GIT_COMMITTER_EMAIL", "config@example.org")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", show(&out));
+}
+
+/// master.toml's `config-repository`: the manifests directory is cloned at start, and a
+/// push to the repository reconfigures the running master (a broken push is refused and the
+/// running configuration stays).
+#[test]
+fn config_repository() {
+    let tmp = TempDir::new("abo-e2e-config-repo.");
+    let work = tmp.path().join("work");
+    let bare = tmp.path().join("config.git");
+    std::fs::create_dir_all(&work).unwrap();
+    git_in(&work, &["init", "-q", "-b", "main"]);
+    let first = section("first", &[]);
+    std::fs::write(work.join("MANIFEST.cfg"), &first).unwrap();
+    git_in(&work, &["add", "MANIFEST.cfg"]);
+    git_in(&work, &["commit", "-q", "-m", "first section"]);
+    git_in(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    );
+
+    let dir = tmp.path().join("master");
+    layout_master(
+        &dir,
+        &first,
+        &format!(
+            "config-repository = {{ vcs = \"git\", url = \"{}\", branch = \"main\", poll-interval = 1 }}\n",
+            bare.display()
+        ),
+    );
+    // `abo start` clones it.
+    std::fs::remove_dir_all(dir.join("buildouts")).unwrap();
+    let master = Master::start(&dir);
+    assert!(dir.join("buildouts/.git").is_dir(), "not cloned");
+    assert_eq!(builder_names(&master), ["first"]);
+
+    // A pushed section is in force a pull later.
+    let good = format!("{first}{}", section("second", &[]));
+    std::fs::write(work.join("MANIFEST.cfg"), &good).unwrap();
+    git_in(&work, &["commit", "-q", "-am", "second section"]);
+    git_in(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
+    let t = Instant::now();
+    wait_until(
+        &master,
+        Duration::from_secs(60),
+        "the pushed configuration",
+        || (api(master.http, "master")["config"]["generation"] == 2).then_some(()),
+    );
+    assert_eq!(builder_names(&master), ["first", "second"]);
+    say(&format!(
+        "e2e config-repository: push in force after {:.1}s",
+        t.elapsed().as_secs_f64()
+    ));
+
+    // A broken push: refused, the running configuration stays.
+    std::fs::write(work.join("MANIFEST.cfg"), format!("{good}[broken\n")).unwrap();
+    git_in(&work, &["commit", "-q", "-am", "broken"]);
+    git_in(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
+    let state = wait_until(&master, Duration::from_secs(60), "the refusal", || {
+        let state = api(master.http, "master");
+        let refused = state["config"]["last_error"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty());
+        refused.then_some(state)
+    });
+    assert_eq!(state["config"]["generation"], 2, "{state:#}");
+    assert!(
+        state["config"]["last_error"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("MANIFEST.cfg:")),
+        "{state:#}"
+    );
+    assert_eq!(builder_names(&master), ["first", "second"]);
+}

@@ -574,6 +574,13 @@ impl Browser {
         all.clone()
     }
 
+    /// Forgets the console entries so far (drained from the driver first): later calls see
+    /// only what comes next, e.g. one page's entries.
+    pub fn clear_console(&self) {
+        self.console_logs();
+        self.console.borrow_mut().clear();
+    }
+
     /// The console's errors (`SEVERE`): uncaught exceptions, refused scripts (CSP), failed
     /// loads (a missing `/favicon.ico` too).
     pub fn console_errors(&self) -> Vec<ConsoleEntry> {

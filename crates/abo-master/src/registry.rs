@@ -132,6 +132,19 @@ struct Slot {
     retired: bool,
 }
 
+impl Slot {
+    /// A configured worker, never connected yet.
+    fn new(account: &WorkerAccount) -> Slot {
+        Slot {
+            digest: digest(&account.password),
+            account: account.clone(),
+            last_generation: 0,
+            live: None,
+            retired: false,
+        }
+    }
+}
+
 struct Live {
     generation: u64,
     since: SystemTime,
@@ -184,16 +197,7 @@ impl WorkerRegistry {
                 continue;
             }
             order.push(account.name.clone());
-            slots.insert(
-                account.name.clone(),
-                Slot {
-                    digest: digest(&account.password),
-                    account: account.clone(),
-                    last_generation: 0,
-                    live: None,
-                    retired: false,
-                },
-            );
+            slots.insert(account.name.clone(), Slot::new(account));
         }
         WorkerRegistry {
             slots: Mutex::new(slots),
@@ -231,16 +235,7 @@ impl WorkerRegistry {
                 }
                 None => {
                     added.push(account.name.clone());
-                    slots.insert(
-                        account.name.clone(),
-                        Slot {
-                            digest: digest(&account.password),
-                            account: account.clone(),
-                            last_generation: 0,
-                            live: None,
-                            retired: false,
-                        },
-                    );
+                    slots.insert(account.name.clone(), Slot::new(account));
                 }
             }
         }

@@ -20,7 +20,7 @@ use scraper::{Html, Selector};
 const WAIT: Duration = Duration::from_secs(90);
 const EVIL: &str = "<script>alert('x')</script>";
 
-/// One HTTP/1.1 request with extra headers (cookies, form bodies), chunked answers decoded.
+/// One HTTP/1.1 request with extra headers (cookies); a POST body is a form.
 fn send(
     addr: SocketAddr,
     method: &str,
@@ -28,63 +28,11 @@ fn send(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Response {
-    let mut tcp = TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
+    let mut all = headers.to_vec();
     if method == "POST" {
-        req.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+        all.push(("Content-Type", "application/x-www-form-urlencoded"));
     }
-    req.push_str("\r\n");
-    req.push_str(body);
-    tcp.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    tcp.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP head");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut body = raw[split + 4..].to_vec();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("a status");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let chunked = headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
-    });
-    if chunked {
-        let mut out = Vec::new();
-        let mut rest = &body[..];
-        loop {
-            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-            let size = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16)
-                .unwrap();
-            rest = &rest[eol + 2..];
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(&rest[..size]);
-            rest = &rest[size + 2..];
-        }
-        body = out;
-    }
-    Response {
-        status,
-        headers,
-        body,
-    }
+    builds_support::send_raw(addr, method, path, &all, body)
 }
 
 /// Reads a server-sent event stream until `marker` appears (or the time is up); the text.

@@ -78,6 +78,18 @@ pub fn settings_only(sources: &Sources) -> Option<MasterSettings> {
     read_settings(&label(&path), &text).ok()
 }
 
+/// Prints every mistake, then `error: N mistakes found; {consequence}`.
+pub fn print_mistakes(diags: &[Diagnostic], consequence: &str) {
+    for d in diags {
+        eprintln!("{d}");
+    }
+    let n = diags.len();
+    eprintln!(
+        "error: {n} mistake{} found; {consequence}",
+        if n == 1 { "" } else { "s" }
+    );
+}
+
 /// Reads and plans a master directory; on failure, every diagnostic found, sorted.
 pub fn load(sources: &Sources) -> Result<Loaded, Vec<Diagnostic>> {
     let mut diags = Vec::new();

@@ -22,6 +22,7 @@ use abo_proto::{
     Command, CommandLine, EnvValue, FailureReason, LogFile, Seconds, ShellArgs, UpdateEntry,
 };
 use abo_store::{LogKind, LogWriter, Stream};
+use futures_util::FutureExt as _;
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +39,27 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// The most standard output a `set-property-from-command` step keeps for its property.
 pub(crate) const CAPTURE_BYTES: usize = 64 * 1024;
+
+/// Most output text gathered from waiting updates into one log write (see `follow`).
+const GATHER_BYTES: usize = 1024 * 1024;
+
+/// The stdio stream of an output entry (stdout, stderr or header), `None` for others.
+fn main_stream(entry: &UpdateEntry) -> Option<Stream> {
+    match entry {
+        UpdateEntry::Stdout(_) => Some(Stream::Stdout),
+        UpdateEntry::Stderr(_) => Some(Stream::Stderr),
+        UpdateEntry::Header(_) => Some(Stream::Header),
+        _ => None,
+    }
+}
+
+/// The text of an output entry (empty for other entries).
+fn entry_text(entry: &UpdateEntry) -> &str {
+    match entry {
+        UpdateEntry::Stdout(l) | UpdateEntry::Stderr(l) | UpdateEntry::Header(l) => &l.text,
+        _ => "",
+    }
+}
 
 /// Bytes read at a time from a master-side command's pipes.
 const PIPE_READ: usize = 64 * 1024;
@@ -70,6 +92,15 @@ impl Log {
     async fn write(&mut self, stream: Stream, data: &[u8]) {
         if let Some(w) = &mut self.writer {
             if let Err(e) = w.write(stream, data).await {
+                tracing::debug!("log writes stop: {e}");
+                self.writer = None;
+            }
+        }
+    }
+
+    async fn write_parts(&mut self, stream: Stream, parts: &[&[u8]]) {
+        if let Some(w) = &mut self.writer {
+            if let Err(e) = w.write_parts(stream, parts).await {
                 tracing::debug!("log writes stop: {e}");
                 self.writer = None;
             }
@@ -406,6 +437,9 @@ impl Job {
         let mut tick = tokio::time::interval(FLUSH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
+        // An entry read while gathering that belongs to the next round (`Some(None)`: the
+        // end of the updates).
+        let mut peeked: Option<Option<UpdateEntry>> = None;
         loop {
             tokio::select! {
                 biased;
@@ -417,16 +451,41 @@ impl Job {
                         tracing::debug!("interrupt not delivered: {e}");
                     }
                 }
-                entry = cmd.next() => match entry {
-                    None => break,
-                    Some(UpdateEntry::Stdout(l)) => {
-                        if let Some(buf) = capture.as_deref_mut() {
-                            capture_into(buf, &l.text);
-                        }
-                        log.write(Stream::Stdout, l.text.as_bytes()).await;
+                entry = async {
+                    match peeked.take() {
+                        Some(e) => e,
+                        None => cmd.next().await,
                     }
-                    Some(UpdateEntry::Stderr(l)) => log.write(Stream::Stderr, l.text.as_bytes()).await,
-                    Some(UpdateEntry::Header(l)) => log.write(Stream::Header, l.text.as_bytes()).await,
+                } => match entry {
+                    None => break,
+                    Some(first) if main_stream(&first).is_some() => {
+                        // The entries of the same stream already received are written
+                        // together: their chunks are then stored in one transaction, which
+                        // is most of the cost of a fast-printing command's log.
+                        let stream = main_stream(&first);
+                        let mut run = vec![first];
+                        let mut size = entry_text(&run[0]).len();
+                        while size < GATHER_BYTES {
+                            match cmd.next().now_or_never() {
+                                Some(Some(e)) if main_stream(&e) == stream => {
+                                    size += entry_text(&e).len();
+                                    run.push(e);
+                                }
+                                Some(other) => {
+                                    peeked = Some(other);
+                                    break;
+                                }
+                                None => break,
+                            }
+                        }
+                        if let (Some(buf), Some(Stream::Stdout)) = (capture.as_deref_mut(), stream) {
+                            for e in &run {
+                                capture_into(buf, entry_text(e));
+                            }
+                        }
+                        let parts: Vec<&[u8]> = run.iter().map(|e| entry_text(e).as_bytes()).collect();
+                        log.write_parts(stream.unwrap_or(Stream::Header), &parts).await;
+                    }
                     Some(UpdateEntry::Log { name, lines }) => {
                         // Only the logfiles the step declared; a worker cannot add logs.
                         if let Some(f) = files.get_mut(&name) {

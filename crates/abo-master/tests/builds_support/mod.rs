@@ -424,19 +424,39 @@ pub fn http(
     body: Option<&str>,
 ) -> Response {
     use base64::Engine as _;
+    let token = auth.map(|(u, p)| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        )
+    });
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if let Some(token) = &token {
+        headers.push(("Authorization", token));
+    }
+    if method != "GET" {
+        headers.push(("Content-Type", "application/json"));
+    }
+    send_raw(addr, method, path, &headers, body.unwrap_or(""))
+}
+
+/// [`http`] with any headers (cookies, a form's content type); a `Content-Length` is added
+/// to every request but a GET.
+pub fn send_raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
     let mut tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some((u, p)) = auth {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-        req.push_str(&format!("Authorization: Basic {token}\r\n"));
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
     }
-    let body = body.unwrap_or("");
     if method != "GET" {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     req.push_str("\r\n");
     req.push_str(body);

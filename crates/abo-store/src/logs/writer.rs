@@ -12,8 +12,12 @@ use crate::types::{BuildId, Lease, LogId, LogKind, Stream};
 use crate::{blocking, Store};
 use rusqlite::params;
 
-/// Appends output to one log as it arrives. Holds at most about one chunk
-/// ([`CHUNK_BYTES`]) plus each stream's unterminated line; everything else is in the
+/// Most chunks one [`LogWriter::write_parts`] keeps before storing them (1 MiB).
+const BATCH_CHUNKS: usize = 16;
+
+/// Appends output to one log as it arrives. Between calls it holds at most about one chunk
+/// ([`CHUNK_BYTES`]) plus each stream's unterminated line (during a
+/// [`LogWriter::write_parts`], up to 16 more); everything else is in the
 /// database, readable by [`LogReader`](super::LogReader) at once.
 ///
 /// Call [`LogWriter::flush`] on a timer for live views (a chunk is otherwise stored when
@@ -72,12 +76,26 @@ impl LogWriter {
     /// Appends output of `stream` (a text log has one sequence: the stream only matters in
     /// a stdio log). Large writes are taken a chunk at a time, so memory stays bounded.
     pub async fn write(&mut self, stream: Stream, data: &[u8]) -> Result<()> {
-        for piece in data.chunks(CHUNK_BYTES) {
-            self.encoder.write(stream, piece);
-            let sealed = self.encoder.take_sealed();
-            if !sealed.is_empty() {
-                self.persist(sealed, false).await?;
+        self.write_parts(stream, &[data]).await
+    }
+
+    /// [`LogWriter::write`] of the parts one after the other, with the chunks they fill
+    /// stored together: one transaction for up to 16 chunks instead of one
+    /// each (a commit costs more than compressing a chunk of ordinary output). When it
+    /// returns, every full chunk is stored, as after `write`.
+    pub async fn write_parts(&mut self, stream: Stream, parts: &[&[u8]]) -> Result<()> {
+        let mut sealed = Vec::new();
+        for data in parts {
+            for piece in data.chunks(CHUNK_BYTES) {
+                self.encoder.write(stream, piece);
+                sealed.append(&mut self.encoder.take_sealed());
+                if sealed.len() >= BATCH_CHUNKS {
+                    self.persist(std::mem::take(&mut sealed), false).await?;
+                }
             }
+        }
+        if !sealed.is_empty() {
+            self.persist(sealed, false).await?;
         }
         Ok(())
     }

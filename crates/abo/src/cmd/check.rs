@@ -19,14 +19,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match load(&args.master.sources()) {
         Err(diags) => {
-            for d in &diags {
-                eprintln!("{d}");
-            }
-            let n = diags.len();
-            eprintln!(
-                "error: {n} mistake{} found; nothing was planned",
-                if n == 1 { "" } else { "s" }
-            );
+            crate::load::print_mistakes(&diags, "nothing was planned");
             Ok(ExitCode::from(1))
         }
         Ok(loaded) => {

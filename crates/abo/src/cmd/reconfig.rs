@@ -53,14 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let loaded = match load(&args.master.sources()) {
         Ok(loaded) => loaded,
         Err(diags) => {
-            for d in &diags {
-                eprintln!("{d}");
-            }
-            let n = diags.len();
-            eprintln!(
-                "error: {n} mistake{} found; the running master keeps its configuration",
-                if n == 1 { "" } else { "s" }
-            );
+            crate::load::print_mistakes(&diags, "the running master keeps its configuration");
             return Ok(ExitCode::from(1));
         }
     };

@@ -33,9 +33,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use e2e_support::percentile;
 use e2e_support::{
-    add_user, force, get, say, wait_connected, wait_until, Account, Master, Peer, TempDir,
-    WorkerProcess, API_PASSWORD, API_USER,
+    add_user, force, get, say, status_kib, wait_connected, wait_until, Account, Master, Peer,
+    TempDir, WorkerProcess, API_PASSWORD, API_USER,
 };
 
 /// Pages timed; `{builder}` and `{build}` are filled from the seeded history.
@@ -127,26 +128,6 @@ pub struct Report {
     pub seed_seconds: f64,
     pub pages: Vec<PageFigures>,
     pub log: LogFigures,
-}
-
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn status_kib(pid: i32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// The master directory: the plan, one worker account offering the three PostgreSQL

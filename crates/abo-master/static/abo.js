@@ -20,23 +20,60 @@
       t.innerHTML = html;
       var fresh = t.content.getElementById ? t.content.getElementById("live") : t.content.querySelector("#live");
       var current = document.getElementById("live");
-      if (fresh && current) { current.replaceWith(fresh); }
+      if (!fresh || !current) { return; }
+      current.replaceWith(fresh);
+      addNewLogs(fresh);
     }).catch(function () { /* the next change tries again */ });
+  }
+
+  // The fragment lists the logs being written (`.live-index span`); one the page does not
+  // show yet (its step started after the page was rendered) gets a block of its own.
+  function addNewLogs(fragment) {
+    var section = document.querySelector("section.live-logs");
+    if (!section) { return; }
+    var index = fragment.querySelectorAll(".live-index span[data-log-key]");
+    for (var i = 0; i < index.length; i++) {
+      var key = index[i].getAttribute("data-log-key");
+      var shown = section.querySelectorAll("pre[data-log-key]");
+      var known = false;
+      for (var j = 0; j < shown.length; j++) {
+        if (shown[j].getAttribute("data-log-key") === key) { known = true; break; }
+      }
+      if (known) { continue; }
+      var h3 = document.createElement("h3");
+      var a = document.createElement("a");
+      a.setAttribute("href", index[i].getAttribute("data-href"));
+      a.textContent = index[i].textContent;
+      h3.appendChild(a);
+      var pre = document.createElement("pre");
+      pre.className = "log";
+      pre.setAttribute("data-log-key", key);
+      pre.setAttribute("data-live-log", index[i].getAttribute("data-live-log"));
+      section.appendChild(h3);
+      section.appendChild(pre);
+      followLog(pre);
+    }
   }
 
   function followChanges() {
     if (!document.querySelector("[data-live]") || !window.EventSource) { return; }
     var timer = null;
-    var es = new EventSource("/events");
-    es.addEventListener("change", function () {
+    function soon() {
       if (timer) { return; }
       timer = setTimeout(function () { timer = null; refreshFragment(); }, 300);
-    });
+    }
+    var es = new EventSource("/events");
+    // /events compares with the state when the stream opens: a change between the page's
+    // rendering and then (or while the stream reconnects) sends no event, so refresh once
+    // the stream is open.
+    es.addEventListener("open", soon);
+    es.addEventListener("change", soon);
   }
 
   function followLog(pre) {
     var url = pre.getAttribute("data-live-log");
-    if (!url || !window.EventSource) { return; }
+    if (!url || !window.EventSource || pre.getAttribute("data-following")) { return; }
+    pre.setAttribute("data-following", "1");
     var es = new EventSource(url);
     es.addEventListener("lines", function (e) {
       var nearBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;

@@ -1,7 +1,9 @@
 //! `/builds/{id}`: one build. Its steps (result, duration, description, logs, the analysis
 //! of test steps), the steps still to run, its properties (masked), the changes it ran for
 //! and their authors (the blame list), the stop and rebuild buttons, and the output of its
-//! running steps, streamed live. The steps table is the page's live fragment.
+//! running steps, streamed live. The facts, buttons and steps table are the page's live
+//! fragment; it also lists the logs being written, so that the live output of a step that
+//! starts later is added to the page.
 //! `POST /builds/{id}/stop` and `POST /builds/{id}/rebuild` act on it.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -57,11 +59,42 @@ pub(crate) async fn page(
     } else {
         None
     };
+    let request = store.get_request(b.request).await?;
+    let live_logs: Vec<(u32, String, String)> = details
+        .steps
+        .iter()
+        .filter(|s| s.step.finished_at.is_none())
+        .flat_map(|s| {
+            s.logs.iter().filter(|l| !l.finished).map(move |l| {
+                let from = l.line_count.saturating_sub(LIVE_TAIL_LINES);
+                (
+                    s.step.index,
+                    l.name.clone(),
+                    format!("{}/live?from={from}", log_href(id, s.step.index, &l.name)),
+                )
+            })
+        })
+        .collect();
     let steps = html! {
         div #live data-live="" {
+            p.facts {
+                "worker " strong { (b.worker) }
+                " · started " (when(b.started_at.0, now))
+                @if let Some(f) = b.finished_at {
+                    " · took " (short_duration(f.0.saturating_sub(b.started_at.0)))
+                } @else {
+                    " · running for " (short_duration(now.saturating_sub(b.started_at.0)))
+                }
+                @if let Some(r) = &request { " · " span.reason { (web.mask(&r.reason)) } }
+            }
+            div.actions {
+                @if running { (button_form(&viewer, &format!("/builds/{id}/stop"), "Stop", "danger")) }
+                (button_form(&viewer, &format!("/builds/{id}/rebuild"), "Rebuild", ""))
+                @if viewer.user.is_none() { span.hint { a href="/login" { "Log in" } " to stop or rebuild." } }
+            }
             p class={ "status " (result_class(b.result, running)) } {
                 strong { (result_word(b.result, running)) }
-                " · " (web.mask(&b.state_string))
+                @if !b.state_string.is_empty() { " · " (web.mask(&b.state_string)) }
                 @if let Some(r) = &engine_state {
                     @if let abo_engine::RunState::WaitingForLock { lock, name, .. } = &r.state {
                         " · step " (name) " waits for lock " strong { (lock) } " (held by another build)"
@@ -87,7 +120,7 @@ pub(crate) async fn page(
                                         a href=(log_href(id, st.index, &l.name)) { (l.name) }
                                         " "
                                     }
-                                    @if is_analysis(plan_builder.as_ref(), st.index, &st.name) {
+                                    @if is_analysis(plan_builder.as_ref(), st.index, &st.name) && !s.logs.is_empty() {
                                         a.analysis href={ "/builds/" (id) "/steps/" (st.index) "/analysis" } { "analysis" }
                                     }
                                     @for u in &st.urls {
@@ -107,12 +140,19 @@ pub(crate) async fn page(
                     }
                 }
             }
+            // The logs being written now, for abo.js: one that starts after the page was
+            // rendered gets a live output block of its own.
+            div.live-index hidden {
+                @for (step, name, url) in &live_logs {
+                    span data-log-key={ (step) "/" (name) } data-live-log=(url)
+                        data-href=(log_href(id, *step, name)) { "step " (step) " · " (name) }
+                }
+            }
         }
     };
     if wants_fragment(&headers) {
         return Ok(html_response(steps));
     }
-    let request = store.get_request(b.request).await?;
     let changes = store
         .changes_of_builds(vec![BuildId(id)])
         .await?
@@ -124,45 +164,15 @@ pub(crate) async fn page(
         .filter(|a| !a.is_empty())
         .collect();
     let props: BTreeMap<String, String> = json_properties(&b.properties);
-    let live_logs: Vec<(u32, String, String)> = details
-        .steps
-        .iter()
-        .filter(|s| s.step.finished_at.is_none())
-        .flat_map(|s| {
-            s.logs.iter().filter(|l| !l.finished).map(move |l| {
-                let from = l.line_count.saturating_sub(LIVE_TAIL_LINES);
-                (
-                    s.step.index,
-                    l.name.clone(),
-                    format!("{}/live?from={from}", log_href(id, s.step.index, &l.name)),
-                )
-            })
-        })
-        .collect();
     let body = html! {
         h1 { a href={ "/builders/" (b.builder) } { (b.builder) } " #" (b.number) }
-        p.facts {
-            "worker " strong { (b.worker) }
-            " · started " (when(b.started_at.0, now))
-            @if let Some(f) = b.finished_at {
-                " · took " (short_duration(f.0.saturating_sub(b.started_at.0)))
-            } @else {
-                " · running for " (short_duration(now.saturating_sub(b.started_at.0)))
-            }
-            @if let Some(r) = &request { " · " span.reason { (web.mask(&r.reason)) } }
-        }
-        div.actions {
-            @if running { (button_form(&viewer, &format!("/builds/{id}/stop"), "Stop", "danger")) }
-            (button_form(&viewer, &format!("/builds/{id}/rebuild"), "Rebuild", ""))
-            @if viewer.user.is_none() { span.hint { a href="/login" { "Log in" } " to stop or rebuild." } }
-        }
         section { h2 { "Steps" } (steps) }
-        @if !live_logs.is_empty() {
+        @if running || !live_logs.is_empty() {
             section.live-logs {
                 h2 { "Live output" }
                 @for (step, name, url) in &live_logs {
                     h3 { "step " (step) " · " a href=(log_href(id, *step, name)) { (name) } }
-                    pre.log data-live-log=(url) {}
+                    pre.log data-live-log=(url) data-log-key={ (step) "/" (name) } {}
                 }
                 noscript { p.hint { "Follow the log links: live output needs JavaScript." } }
             }

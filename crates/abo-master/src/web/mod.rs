@@ -229,6 +229,7 @@ pub(crate) fn routes(api: Api, registry: Arc<WorkerRegistry>, opts: WebOptions) 
             Page::Logout => on(filter, auth::logout),
             Page::Css => on(filter, css),
             Page::Js => on(filter, js),
+            Page::Icon => on(filter, icon),
         };
         let method = method.layer(from_fn_with_state((web.clone(), r.access), guard));
         router = router.route(r.path, method);
@@ -419,6 +420,8 @@ pub(crate) fn layout(title: &str, viewer: &Viewer, nav: Nav, body: Markup) -> Ma
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " — abo" }
                 link rel="stylesheet" href="/static/abo.css";
+                // Linked, so browsers do not ask for a `/favicon.ico` that does not exist.
+                link rel="icon" type="image/svg+xml" href="/static/abo.svg";
                 script src="/static/abo.js" defer {}
             }
             body {
@@ -465,6 +468,10 @@ async fn js() -> Response {
         include_str!("../../static/abo.js"),
         "text/javascript; charset=utf-8",
     )
+}
+
+async fn icon() -> Response {
+    static_file(include_str!("../../static/abo.svg"), "image/svg+xml")
 }
 
 fn static_file(text: &'static str, content_type: &'static str) -> Response {

@@ -68,6 +68,8 @@ pub enum Page {
     Css,
     /// `/static/abo.js`.
     Js,
+    /// `/static/abo.svg`, the pages' icon.
+    Icon,
 }
 
 /// One route.
@@ -181,4 +183,11 @@ pub const ROUTES: &[Route] = &[
     route(Post, "/logout", Mutation, Page::Logout, "/logout"),
     route(Get, "/static/abo.css", Public, Page::Css, "/static/abo.css"),
     route(Get, "/static/abo.js", Public, Page::Js, "/static/abo.js"),
+    route(
+        Get,
+        "/static/abo.svg",
+        Public,
+        Page::Icon,
+        "/static/abo.svg",
+    ),
 ];

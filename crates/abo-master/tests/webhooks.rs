@@ -334,7 +334,7 @@ fn webhooks_store_watched_pushes_and_refuse_the_rest() {
     assert_eq!(c["author"], "Jean Dupont <jdupont@example.org>");
     assert_eq!(c["source"], "webhook:github");
     assert_eq!(c["project"], "anybox/abo-demo");
-    assert_eq!(c["committed_at"], "2026-11-25T17:58:40Z");
+    assert_eq!(c["committed_at"], "2026-11-25T17:58:40.000Z");
     assert_eq!(
         c["files"],
         json!([
@@ -446,7 +446,7 @@ fn the_changes_api_needs_a_user_and_checks_what_it_stores() {
     assert_eq!(c["repository"], "https://github.com/anybox/abo-demo.git");
     assert_eq!(c["watched"], true);
     assert_eq!(c["source"], format!("api:{USER}"));
-    assert_eq!(c["committed_at"], "2026-11-25T18:04:34Z");
+    assert_eq!(c["committed_at"], "2026-11-25T18:04:34.000Z");
     let id = c["id"].as_u64().unwrap();
     let back = master.get_json(&format!("/api/v1/changes/{id}"));
     assert_eq!(back["files"], json!(["a.py", "b/c.py"]));

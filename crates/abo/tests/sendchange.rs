@@ -226,7 +226,7 @@ fn sendchange_stores_the_change() {
             "other/file.py"
         ])
     );
-    assert_eq!(c["committed_at"], "2026-11-25T18:04:34Z");
+    assert_eq!(c["committed_at"], "2026-11-25T18:04:34.000Z");
     assert_eq!(c["project"], "abo-demo");
     assert_eq!(c["source"], format!("api:{USER}"));
 

@@ -74,7 +74,7 @@ impl Options {
         Options {
             builds: 100_000,
             requests: REQUESTS,
-            log_bytes: 100_000_000,
+            log_bytes: log_bytes(100_000_000),
         }
     }
 
@@ -82,9 +82,18 @@ impl Options {
         Options {
             builds: 2_000,
             requests: 30,
-            log_bytes: 10_000_000,
+            log_bytes: log_bytes(10_000_000),
         }
     }
+}
+
+/// The streamed log's size: `ABO_BENCH_LOG_MB` (to see whether memory stays flat as the
+/// log grows), else `default`.
+fn log_bytes(default: u64) -> u64 {
+    std::env::var("ABO_BENCH_LOG_MB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(default, |mb| mb * 1_000_000)
 }
 
 /// One page's figures.

@@ -186,6 +186,16 @@ fn set_revision(
     Ok(())
 }
 
+/// Whether a change of that repository, branch and revision is stored already.
+fn change_exists(tx: &Transaction, c: &NewChange) -> Result<bool> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM changes
+                            WHERE repository = ?1 AND branch = ?2 AND revision = ?3)",
+        )?
+        .query_row(params![c.repository, c.branch, c.revision], |r| r.get(0))?)
+}
+
 impl Store {
     /// Stores a change.
     pub async fn add_change(&self, change: NewChange) -> Result<ChangeId> {
@@ -193,7 +203,9 @@ impl Store {
     }
 
     /// Stores what one poll of `poller` found on `branch`: the new changes and the revision
-    /// now last seen, in one transaction.
+    /// now last seen, in one transaction. A change already stored (same repository, branch
+    /// and revision: a webhook reported it while this poll ran) is not stored again: its
+    /// place in the answer is `None`.
     pub async fn record_poll(
         &self,
         poller: &str,
@@ -201,13 +213,19 @@ impl Store {
         revision: &str,
         changes: Vec<NewChange>,
         now: Timestamp,
-    ) -> Result<Vec<ChangeId>> {
+    ) -> Result<Vec<Option<ChangeId>>> {
         let (poller, branch, revision) =
             (poller.to_owned(), branch.to_owned(), revision.to_owned());
         self.write(move |tx| {
             let ids = changes
                 .iter()
-                .map(|c| insert_change(tx, c))
+                .map(|c| {
+                    if change_exists(tx, c)? {
+                        Ok(None)
+                    } else {
+                        insert_change(tx, c).map(Some)
+                    }
+                })
                 .collect::<Result<Vec<_>>>()?;
             set_revision(tx, &poller, &branch, &revision, now)?;
             Ok(ids)
@@ -246,14 +264,8 @@ impl Store {
                     set_revision(tx, &m.poller, &m.branch, &m.revision, now)?;
                 }
             }
-            let mut exists = tx.prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM changes
-                                WHERE repository = ?1 AND branch = ?2 AND revision = ?3)",
-            )?;
             for c in changes {
-                let known: bool =
-                    exists.query_row(params![c.repository, c.branch, c.revision], |r| r.get(0))?;
-                if known {
+                if change_exists(tx, &c)? {
                     record.known += 1;
                     continue;
                 }

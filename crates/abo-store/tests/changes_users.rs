@@ -75,10 +75,17 @@ async fn a_poll_stores_its_changes_and_revision_together() {
         .await
         .unwrap();
     assert_eq!(ids.len(), 2);
+    assert!(ids.iter().all(Option::is_some));
     assert_eq!(
         s.poller_revision(p, "16.0").await.unwrap().as_deref(),
         Some("r2")
     );
+    // A change already stored (a webhook reported it during the poll) is not stored again.
+    let again = s
+        .record_poll(p, "16.0", "r2", vec![change("r2", &[])], t(2))
+        .await
+        .unwrap();
+    assert_eq!(again, vec![None]);
     s.record_poll(p, "17.0", "x9", vec![], t(3)).await.unwrap();
     let state = s.poller_state(p).await.unwrap();
     assert_eq!(state.get("16.0").map(String::as_str), Some("r2"));

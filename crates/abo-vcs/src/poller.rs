@@ -242,22 +242,25 @@ impl PollerRuntime {
                 .store
                 .record_poll(self.name(), &key, new, news.clone(), now)
                 .await?;
-            report
-                .changes
-                .extend(ids.into_iter().zip(news).map(|(id, c)| Change {
-                    id,
-                    repository: c.repository,
-                    branch: c.branch,
-                    revision: c.revision,
-                    author: c.author,
-                    committed_at: c.committed_at,
-                    comments: c.comments,
-                    files: c.files,
-                    project: c.project,
-                    category: c.category,
-                    source: c.source,
-                    received_at: c.received_at,
-                }));
+            // A change a webhook stored meanwhile is not reported twice.
+            let stored = ids
+                .into_iter()
+                .zip(news)
+                .filter_map(|(id, c)| Some((id?, c)));
+            report.changes.extend(stored.map(|(id, c)| Change {
+                id,
+                repository: c.repository,
+                branch: c.branch,
+                revision: c.revision,
+                author: c.author,
+                committed_at: c.committed_at,
+                comments: c.comments,
+                files: c.files,
+                project: c.project,
+                category: c.category,
+                source: c.source,
+                received_at: c.received_at,
+            }));
         }
         Ok(report)
     }

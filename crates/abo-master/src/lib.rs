@@ -80,7 +80,7 @@ mod web;
 mod webhook;
 
 pub use abo_vcs::PollerOptions;
-pub use api::{verify_password, AUTH_CACHE_FOR};
+pub use api::{hash_password, verify_password, AUTH_CACHE_FOR};
 pub use config::{
     BuildSetup, Capability, MasterConfig, Timing, Webhooks, WorkerAccount,
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_LOST_AFTER, DEFAULT_MAX_LINE_LENGTH, DEFAULT_PING_INTERVAL,

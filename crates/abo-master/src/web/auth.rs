@@ -241,7 +241,7 @@ pub(crate) async fn login(
     }
     let stored = web.store().password_hash(&f.user).await?;
     let known = stored.is_some();
-    let hash = stored.unwrap_or_else(|| crate::api::DUMMY_HASH.to_owned());
+    let hash = stored.unwrap_or_else(|| crate::api::dummy_hash().to_owned());
     let password = f.password;
     let ok = tokio::task::spawn_blocking(move || crate::api::verify_password(&password, &hash))
         .await

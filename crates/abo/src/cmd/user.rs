@@ -80,16 +80,12 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// An argon2id PHC hash of `password` with a random 16-byte salt.
+/// An argon2id PHC hash of `password` with a random 16-byte salt, with the master's
+/// parameters.
 fn hash_password(password: &str) -> anyhow::Result<String> {
-    use argon2::password_hash::{PasswordHasher, SaltString};
     let mut salt = [0u8; 16];
     random_bytes(&mut salt)?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))
+    abo_master::hash_password(password, &salt).map_err(|e| anyhow::anyhow!(e))
 }
 
 fn random_bytes(buf: &mut [u8]) -> anyhow::Result<()> {

@@ -270,7 +270,7 @@ async fn create(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Resp
         )
         .map_err(bad)?;
         let id = api.shared.store.add_change(new.clone()).await?;
-        let change = crate::webhook::change(id, new);
+        let change = new.stored(id);
         tracing::info!(
             change = id.0,
             user = %user,

@@ -37,7 +37,7 @@ use subtle::ConstantTimeEq;
 
 use abo_plan::watch::UrlRewriter;
 use abo_plan::{Plan, Vcs};
-use abo_store::{Change, NewChange, PollerMark, Timestamp};
+use abo_store::{NewChange, PollerMark, Timestamp};
 
 use crate::api::Api;
 use crate::config::{BuildSetup, Webhooks};
@@ -263,7 +263,7 @@ async fn handle(
     let mut ids = Vec::new();
     for (id, c) in record.stored {
         ids.push(id.0);
-        api.changes.publish(change(id, c));
+        api.changes.publish(c.stored(id));
     }
     let mut notes = Vec::new();
     if record.already_polled {
@@ -288,24 +288,6 @@ async fn handle(
         Value::String(notes.join("; "))
     };
     Ok(Json(json!({ "changes": ids, "ignored": ignored })).into_response())
-}
-
-/// A stored change as the feed carries it.
-pub(crate) fn change(id: abo_store::ChangeId, c: NewChange) -> Change {
-    Change {
-        id,
-        repository: c.repository,
-        branch: c.branch,
-        revision: c.revision,
-        author: c.author,
-        committed_at: c.committed_at,
-        comments: c.comments,
-        files: c.files,
-        project: c.project,
-        category: c.category,
-        source: c.source,
-        received_at: c.received_at,
-    }
 }
 
 /// The event a request says it carries.

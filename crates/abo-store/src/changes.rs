@@ -37,6 +37,26 @@ pub struct NewChange {
     pub received_at: Timestamp,
 }
 
+impl NewChange {
+    /// The change as stored under `id`.
+    pub fn stored(self, id: ChangeId) -> Change {
+        Change {
+            id,
+            repository: self.repository,
+            branch: self.branch,
+            revision: self.revision,
+            author: self.author,
+            committed_at: self.committed_at,
+            comments: self.comments,
+            files: self.files,
+            project: self.project,
+            category: self.category,
+            source: self.source,
+            received_at: self.received_at,
+        }
+    }
+}
+
 /// A stored change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {

@@ -247,20 +247,7 @@ impl PollerRuntime {
                 .into_iter()
                 .zip(news)
                 .filter_map(|(id, c)| Some((id?, c)));
-            report.changes.extend(stored.map(|(id, c)| Change {
-                id,
-                repository: c.repository,
-                branch: c.branch,
-                revision: c.revision,
-                author: c.author,
-                committed_at: c.committed_at,
-                comments: c.comments,
-                files: c.files,
-                project: c.project,
-                category: c.category,
-                source: c.source,
-                received_at: c.received_at,
-            }));
+            report.changes.extend(stored.map(|(id, c)| c.stored(id)));
         }
         Ok(report)
     }

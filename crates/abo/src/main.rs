@@ -5,6 +5,7 @@ mod client;
 mod cmd;
 mod config_repo;
 mod load;
+mod pidfile;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -32,6 +33,8 @@ enum Command {
     AnalyzeLog(cmd::analyze::Args),
     /// Run the master in the foreground: the worker port and the web/API port
     Start(cmd::start::Args),
+    /// Stop the master started with `abo start` in a directory, and wait until it has exited
+    Stop(cmd::stop::Args),
     /// Put a changed configuration in force in the running master (no restart)
     Reconfig(cmd::reconfig::Args),
     /// Create, run or inspect a worker
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Check(args) => cmd::check::run(args),
         Command::AnalyzeLog(args) => cmd::analyze::run(args),
         Command::Start(args) => cmd::start::run(args),
+        Command::Stop(args) => cmd::stop::run(args),
         Command::Reconfig(args) => cmd::reconfig::run(args),
         Command::Worker(command) => cmd::worker::run(command),
         Command::User(command) => cmd::user::run(command),

@@ -1,6 +1,6 @@
 //! `abo start`, run for real: a bad configuration exits 1 with its diagnostics; a good one
 //! listens on the ports it logs, lists its workers on the API, accepts `abo worker`, and
-//! stops cleanly (exit 0) on SIGTERM.
+//! stops cleanly (exit 0) on SIGTERM and with `abo stop` / `abo worker stop`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -180,4 +180,105 @@ fn start_serve_a_worker_and_stop_on_sigterm() {
     assert!(status.success(), "{status:?}\n{log}");
     assert!(log.contains("SIGTERM received"), "{log}");
     assert!(!log.contains("change-me"), "{log}");
+}
+
+/// Waits for a child to exit on its own.
+fn exited(child: &mut Child, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what} did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn abo_stop_and_abo_worker_stop_find_their_process_and_wait_for_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = master_dir(tmp.path());
+    let mut master = Proc(
+        abo()
+            .arg("start")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, lines) = mpsc::channel();
+    let stderr = master.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (worker_addr, _http) = addresses(&lines);
+    let wdir = tmp.path().join("worker");
+    let o = abo()
+        .args(["worker", "create"])
+        .arg(&wdir)
+        .args(["--master", &worker_addr.to_string()])
+        .args(["--name", "local", "--password", "change-me"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut worker = Proc(
+        abo()
+            .args(["worker", "start"])
+            .arg(&wdir)
+            .arg("--allow-root")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !wdir.join("worker.pid").exists() {
+        assert!(Instant::now() < deadline, "no worker.pid");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let o = abo().args(["worker", "stop"]).arg(&wdir).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("worker stopped"), "{out}");
+    // `abo worker stop` returned only once the process was gone.
+    assert!(
+        worker.0.try_wait().unwrap().is_some(),
+        "`abo worker stop` returned before the worker exited"
+    );
+    assert!(!wdir.join("worker.pid").exists());
+
+    let o = abo().arg("stop").arg(&dir).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("master stopped"));
+    assert!(exited(&mut master.0, "the master").success());
+    assert!(!dir.join("abo.pid").exists());
+
+    // Nothing running: a clear error, exit status 2.
+    let o = abo().arg("stop").arg(&dir).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no running master") && err.contains("abo start"),
+        "{err}"
+    );
+
+    // A stale pid file whose number now belongs to another program: nothing is signalled.
+    let mut stranger = Proc(Command::new("sleep").arg("30").spawn().unwrap());
+    std::fs::write(dir.join("abo.pid"), format!("{}\n", stranger.0.id())).unwrap();
+    let o = abo().arg("stop").arg(&dir).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("sleep 30") && err.contains("nothing was signalled"),
+        "{err}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        stranger.0.try_wait().unwrap().is_none(),
+        "sleep was signalled"
+    );
 }

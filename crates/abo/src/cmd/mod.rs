@@ -10,5 +10,6 @@ pub mod log;
 pub mod reconfig;
 pub mod sendchange;
 pub mod start;
+pub mod stop;
 pub mod user;
 pub mod worker;

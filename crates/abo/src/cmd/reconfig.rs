@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::client::{Client, ClientArgs};
 use crate::cmd::start::pid_file;
 use crate::load::load;
+use crate::pidfile::{self, Kind};
 use crate::MasterDirArgs;
 
 #[derive(clap::Args)]
@@ -57,25 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let pid_path = pid_file(&args.master.dir);
-    let pid: libc::pid_t = std::fs::read_to_string(&pid_path)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .filter(|&p| p > 0)
-        .with_context(|| {
-            format!(
-                "no running master found: {} is missing or unreadable (is `abo start {}` running?)",
-                pid_path.display(),
-                args.master.dir.display()
-            )
-        })?;
-    // SAFETY: kill(2) with signal 0 only checks that the process exists.
-    if unsafe { libc::kill(pid, 0) } != 0 {
-        anyhow::bail!(
-            "no running master: {} names process {pid}, which does not exist (a stale file)",
-            pid_path.display()
-        );
-    }
+    let pid = pidfile::running(&pid_file(&args.master.dir), Kind::Master, &args.master.dir)?;
     let client = Client::new(&ClientArgs {
         master: local_address(&loaded.settings.http_listen),
         user: None,
@@ -84,13 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let before: MasterState = client
         .get("master")
         .context("asking the master for its configuration state")?;
-    // SAFETY: sending SIGHUP to the master's process.
-    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
-        anyhow::bail!(
-            "cannot signal process {pid}: {}",
-            std::io::Error::last_os_error()
-        );
-    }
+    pidfile::signal(pid, libc::SIGHUP)?;
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     let after = loop {
         let now: MasterState = client.get("master")?;

@@ -1,4 +1,4 @@
-//! `abo worker create|start|detect`: the worker's command line. The worker itself is the
+//! `abo worker create|start|stop|detect`: the worker's command line. The worker itself is the
 //! `abo-worker` library; this module parses arguments, sets up logging, signals and the
 //! async runtime, and maps the outcome to an exit status.
 
@@ -7,6 +7,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::pidfile::{self, Kind, PidFile};
+
+/// The worker's pid file in its directory, for `abo worker stop` (Buildbot's is
+/// `twistd.pid`).
+const WORKER_PID_FILE: &str = "worker.pid";
+
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Write a worker directory: DIR/worker.toml (mode 0600) with the master's address and
@@ -14,6 +20,9 @@ pub enum Command {
     Create(CreateArgs),
     /// Run the worker in the foreground until SIGTERM/SIGINT or the master's shutdown
     Start(StartArgs),
+    /// Stop the worker started with `abo worker start` in a directory, and wait until it
+    /// has exited
+    Stop(StopArgs),
     /// Print this machine's capabilities as workers.cfg lines
     Detect(DetectArgs),
 }
@@ -47,6 +56,19 @@ pub struct StartArgs {
 }
 
 #[derive(clap::Args)]
+#[command(after_help = "\
+A command running when the worker stops is killed with its process group; the master marks
+its build retry and dispatches the request again.")]
+pub struct StopArgs {
+    /// The worker directory (holding worker.toml and worker.pid)
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// How long to wait for the worker to exit, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    timeout: u64,
+}
+
+#[derive(clap::Args)]
 pub struct DetectArgs {
     /// Print JSON instead of workers.cfg lines
     #[arg(long)]
@@ -57,6 +79,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Create(args) => create(args),
         Command::Start(args) => start(args),
+        Command::Stop(args) => stop(args),
         Command::Detect(args) => detect(args),
     }
 }
@@ -82,6 +105,16 @@ fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
         return Err(abo_worker::Error::Root.into());
     }
     let settings = abo_worker::Settings::load(&args.dir)?;
+    let _pid_file = match PidFile::write(args.dir.join(WORKER_PID_FILE)) {
+        Ok(file) => Some(file),
+        Err(e) => {
+            eprintln!(
+                "warning: cannot write {}: {e}; `abo worker stop` will not find this worker",
+                args.dir.join(WORKER_PID_FILE).display()
+            );
+            None
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -113,6 +146,12 @@ fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     })?;
     tracing::info!("worker stopped ({exit:?})");
     Ok(ExitCode::SUCCESS)
+}
+
+fn stop(args: StopArgs) -> anyhow::Result<ExitCode> {
+    let path = args.dir.join(WORKER_PID_FILE);
+    let pid = pidfile::running(&path, Kind::Worker, &args.dir)?;
+    crate::cmd::stop::stop(pid, "worker", args.timeout)
 }
 
 fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {

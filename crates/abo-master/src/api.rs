@@ -10,6 +10,7 @@
 //! Every property and description shown is masked.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -24,6 +25,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::login_throttle::{LoginThrottle, Peer, Throttled};
 use crate::runner::{json_properties, resolve_under, RunnerHandle, Shared};
 use crate::scheduling::ChangeFeed;
 
@@ -45,6 +47,8 @@ pub(crate) struct Api {
     /// Stored changes go here, for the schedulers.
     pub changes: ChangeFeed,
     auth_cache: AuthCache,
+    /// Failed logins (API and web), and the bound on verifications running at once.
+    pub(crate) logins: Arc<LoginThrottle>,
 }
 
 impl Api {
@@ -54,25 +58,39 @@ impl Api {
             runner,
             changes,
             auth_cache: Arc::default(),
+            logins: Arc::default(),
         }
     }
 }
 
 /// An error answer: `{"error": reason}` with its status.
-pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) reason: String,
+    /// Seconds for `Retry-After` (a throttled login).
+    retry_after: Option<u64>,
+}
 
 impl ApiError {
+    pub(crate) fn new(status: StatusCode, reason: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
     fn bad(reason: impl Into<String>) -> ApiError {
-        ApiError(StatusCode::BAD_REQUEST, reason.into())
+        ApiError::new(StatusCode::BAD_REQUEST, reason.into())
     }
     fn not_found(reason: impl Into<String>) -> ApiError {
-        ApiError(StatusCode::NOT_FOUND, reason.into())
+        ApiError::new(StatusCode::NOT_FOUND, reason.into())
     }
     fn internal(e: impl std::fmt::Display) -> ApiError {
         tracing::error!("API: {e}");
-        ApiError(
+        ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error (see the master's log)".into(),
+            "internal error (see the master's log)",
         )
     }
 }
@@ -83,10 +101,27 @@ impl From<abo_store::Error> for ApiError {
     }
 }
 
+impl From<Throttled> for ApiError {
+    fn from(t: Throttled) -> ApiError {
+        ApiError {
+            retry_after: Some(t.seconds()),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many failed logins: retry in {} s", t.seconds()),
+            )
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.0, Json(json!({ "error": self.1 }))).into_response();
-        if self.0 == StatusCode::UNAUTHORIZED {
+        let mut response = (self.status, Json(json!({ "error": self.reason }))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"abo\""),
@@ -407,29 +442,33 @@ pub(crate) async fn require_reader(
         *request.method(),
         axum::http::Method::GET | axum::http::Method::HEAD
     ) {
-        if let Err(refused) = authenticate(&api, request.headers()).await {
+        let peer = Peer::of(request.extensions()).0;
+        if let Err(refused) = authenticate(&api, peer, request.headers()).await {
             return refused.into_response();
         }
     }
     next.run(request).await
 }
 
-pub(crate) async fn authenticate(api: &Api, headers: &HeaderMap) -> Result<String, ApiError> {
+pub(crate) async fn authenticate(
+    api: &Api,
+    peer: IpAddr,
+    headers: &HeaderMap,
+) -> Result<String, ApiError> {
     if let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST)) {
         let origin = origin.to_str().unwrap_or("");
         let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
         if origin != "null" && origin_host != host.to_str().unwrap_or("") {
-            return Err(ApiError(
+            return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "cross-origin requests may not change anything".into(),
+                "cross-origin requests may not change anything",
             ));
         }
     }
     let unauthorized = || {
-        ApiError(
+        ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "authentication required: HTTP Basic credentials of a user added with `abo user add`"
-                .into(),
+            "authentication required: HTTP Basic credentials of a user added with `abo user add`",
         )
     };
     let Some((name, password)) = basic_credentials(headers) else {
@@ -443,14 +482,8 @@ pub(crate) async fn authenticate(api: &Api, headers: &HeaderMap) -> Result<Strin
             return Ok(name);
         }
     }
-    let stored = api.shared.store.password_hash(&name).await?;
-    let known = stored.is_some();
-    let hash = stored.unwrap_or_else(|| dummy_hash().to_owned());
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .unwrap_or(false);
-    if !(ok && known) {
-        tracing::warn!(user = %name.escape_debug(), "API authentication refused");
+    if !check_password(api, peer, &name, password).await? {
+        tracing::warn!(user = %name.escape_debug(), %peer, "API authentication refused");
         return Err(unauthorized());
     }
     api.auth_cache
@@ -458,6 +491,32 @@ pub(crate) async fn authenticate(api: &Api, headers: &HeaderMap) -> Result<Strin
         .unwrap_or_else(|e| e.into_inner())
         .insert(key, Instant::now());
     Ok(name)
+}
+
+/// Whether `password` is `name`'s, as `abo user add` stored it. An unknown name costs the
+/// same as a wrong password. Slowed and bounded by the login throttle: after too many
+/// failures from `peer`, refused (429) before the password is looked at.
+pub(crate) async fn check_password(
+    api: &Api,
+    peer: IpAddr,
+    name: &str,
+    password: String,
+) -> Result<bool, ApiError> {
+    api.logins.check(peer, name, Instant::now())?;
+    let stored = api.shared.store.password_hash(name).await?;
+    let known = stored.is_some();
+    let hash = stored.unwrap_or_else(|| dummy_hash().to_owned());
+    let ok = api
+        .logins
+        .verify(move || verify_password(&password, &hash))
+        .await
+        && known;
+    if ok {
+        api.logins.succeeded(peer, name);
+    } else {
+        api.logins.failed(peer, name, Instant::now());
+    }
+    Ok(ok)
 }
 
 /// Checks a password against an argon2 PHC hash (false for a malformed hash).
@@ -482,11 +541,12 @@ struct ForceBody {
 
 async fn force(
     State(api): State<Api>,
+    Peer(peer): Peer,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let user = authenticate(&api, &headers).await?;
+    let user = authenticate(&api, peer, &headers).await?;
     let body: ForceBody = if body.iter().all(u8::is_ascii_whitespace) {
         ForceBody {
             properties: BTreeMap::new(),
@@ -567,14 +627,19 @@ pub(crate) async fn submit_force(
     Ok(id)
 }
 
-async fn stop(State(api): State<Api>, Path(id): Path<String>, headers: HeaderMap) -> Answer {
-    let user = authenticate(&api, &headers).await?;
+async fn stop(
+    State(api): State<Api>,
+    Peer(peer): Peer,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer {
+    let user = authenticate(&api, peer, &headers).await?;
     let id = parse_id("the build id", &id)?;
     let Some(details) = api.shared.store.get_build(abo_store::BuildId(id)).await? else {
         return Err(ApiError::not_found(format!("no build {id}")));
     };
     if details.build.finished_at.is_some() {
-        return Err(ApiError(
+        return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("build {id} is already finished"),
         ));
@@ -584,13 +649,13 @@ async fn stop(State(api): State<Api>, Path(id): Path<String>, headers: HeaderMap
             tracing::info!(build = id, user = %user, "stop asked for");
             Ok((StatusCode::ACCEPTED, Json(json!({ "build": id }))).into_response())
         }
-        Some(false) => Err(ApiError(
+        Some(false) => Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("build {id} is not running any more"),
         )),
-        None => Err(ApiError(
+        None => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "the build runner has stopped".into(),
+            "the build runner has stopped",
         )),
     }
 }

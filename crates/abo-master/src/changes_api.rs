@@ -24,6 +24,7 @@ use abo_store::{Change, ChangeId, NewChange, RequestId, Timestamp};
 use abo_vcs::validate::{redact_url, validate_revision, validate_url};
 
 use crate::api::{authenticate, Api, ApiError};
+use crate::login_throttle::Peer;
 
 /// Default and largest page of `GET changes`.
 const DEFAULT_LIMIT: u32 = 50;
@@ -43,7 +44,7 @@ pub(crate) fn routes(api: Api) -> Router {
 }
 
 fn bad(reason: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, reason.into())
+    ApiError::new(StatusCode::BAD_REQUEST, reason.into())
 }
 
 fn time(t: Timestamp) -> String {
@@ -125,7 +126,10 @@ async fn one(State(api): State<Api>, Path(id): Path<String>) -> Response {
         let id = parse_id("the change id", &id)?;
         let store = &api.shared.store;
         let Some(c) = store.get_change(ChangeId(id)).await? else {
-            return Err(ApiError(StatusCode::NOT_FOUND, format!("no change {id}")));
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no change {id}"),
+            ));
         };
         let requests = store.requests_of_changes(vec![c.id]).await?;
         let requests = requests.get(&c.id).map_or(&[][..], Vec::as_slice);
@@ -250,9 +254,14 @@ pub(crate) fn check_body(
     ))
 }
 
-async fn create(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create(
+    State(api): State<Api>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let answer = async {
-        let user = authenticate(&api, &headers).await?;
+        let user = authenticate(&api, peer, &headers).await?;
         let body: ChangeBody = serde_json::from_slice(&body).map_err(|e| {
             bad(format!(
                 "the body must be {{\"repository\": URL, \"branch\": string, \"revision\": \

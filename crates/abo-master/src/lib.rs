@@ -70,6 +70,7 @@ mod connection;
 mod error;
 pub mod handle;
 mod http;
+mod login_throttle;
 mod master_api;
 mod registry;
 mod runner;

@@ -228,6 +228,8 @@ pub async fn start(config: MasterConfig) -> Result<RunningMaster, Error> {
         );
         let stop = shutdown.clone();
         tracker.spawn(async move {
+            // The peer's address is what the login throttle counts failures by.
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await;

@@ -641,6 +641,65 @@ fn anonymous_access_follows_the_route_table_and_mutations_need_login_and_csrf() 
     let _ = name;
 }
 
+/// Password guessing is slowed, on the API and on the login form: a few mistakes are free,
+/// then each attempt waits, refused with 429 (and `Retry-After`) before the password is
+/// looked at — even the right one; another name is not slowed; after the wait the right
+/// password works and clears the count. (Debug builds verify slowly, so each wait is
+/// checked right after the failure that started it.)
+#[test]
+fn failed_logins_are_slowed_for_the_api_and_the_form() {
+    let m = MasterDir::new(TOML, MANIFEST, WORKERS);
+    let master = m.start();
+    // A builder that does not exist: 404 once authenticated, 401/429 before.
+    let force = |user: &str, password: &str| {
+        builds_support::http(
+            master.http,
+            "POST",
+            "/api/v1/builders/nope/force",
+            Some((user, password)),
+            Some("{}"),
+        )
+    };
+    for attempt in 1..=6 {
+        assert_eq!(force(USER, "wrong").status, 401, "attempt {attempt}");
+    }
+    let r = force(USER, USER_PASSWORD);
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"), "{:?}", r.headers);
+    assert!(r.text().contains("too many failed logins"), "{}", r.text());
+    assert_eq!(force("someone-else", "wrong").status, 401);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(force(USER, USER_PASSWORD).status, 404);
+    assert_eq!(force(USER, "wrong").status, 401, "the count started again");
+
+    let r = send(master.http, "GET", "/login", &[], "");
+    let login_cookie = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .find_map(|(_, v)| v.split(';').next().filter(|c| c.starts_with("abo_login=")))
+        .expect("a login cookie")
+        .to_owned();
+    let token = login_cookie.trim_start_matches("abo_login=").to_owned();
+    let submit = |password: &str| {
+        send(
+            master.http,
+            "POST",
+            "/login",
+            &[("Cookie", &login_cookie)],
+            &format!("user={USER}&password={password}&token={token}"),
+        )
+    };
+    for attempt in 2..=6 {
+        assert_eq!(submit("wrong").status, 401, "form attempt {attempt}");
+    }
+    let r = submit(USER_PASSWORD);
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.text().contains("too many failed logins"), "{}", r.text());
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(submit(USER_PASSWORD).status, 303);
+}
+
 #[test]
 fn public_pages_are_readable_but_mutations_are_not() {
     let m = MasterDir::new(TOML, MANIFEST, WORKERS);

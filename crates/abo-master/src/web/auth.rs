@@ -1,7 +1,8 @@
 //! Login, logout and sessions.
 //!
 //! A login checks the name and password against the argon2 hashes `abo user add` stored
-//! (on the blocking pool; an unknown user costs the same as a wrong password). A success
+//! (on the blocking pool; an unknown user costs the same as a wrong password), slowed after
+//! repeated failures like the API's ([`crate::login_throttle`]). A success
 //! opens a session: a random 32-byte id in the `abo_session` cookie (HttpOnly,
 //! SameSite=Strict, Path=/), kept in memory for [`SESSION_TTL`], with its own random CSRF
 //! token that every form of the session carries and every mutation checks ([`csrf_ok`]).
@@ -19,6 +20,8 @@ use axum::{Extension, Form};
 use maud::html;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
+
+use crate::login_throttle::Peer;
 
 use super::{csrf_field, html_response, layout, Nav, PageResult, Viewer, Web, WebError};
 
@@ -226,6 +229,7 @@ pub(crate) struct LoginForm {
 /// `POST /login`.
 pub(crate) async fn login(
     State(web): State<Web>,
+    Peer(peer): Peer,
     Extension(viewer): Extension<Viewer>,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
@@ -239,21 +243,21 @@ pub(crate) async fn login(
             "the login form expired or came from elsewhere: reload it".into(),
         ));
     }
-    let stored = web.store().password_hash(&f.user).await?;
-    let known = stored.is_some();
-    let hash = stored.unwrap_or_else(|| crate::api::dummy_hash().to_owned());
-    let password = f.password;
-    let ok = tokio::task::spawn_blocking(move || crate::api::verify_password(&password, &hash))
-        .await
-        .unwrap_or(false);
-    if !(ok && known) {
-        tracing::warn!(user = %f.user.escape_debug(), "web login refused");
-        return login_page(
-            &viewer,
-            f.next.as_deref(),
-            Some("Wrong user name or password."),
+    let api = &web.inner.api;
+    let refusal = match crate::api::check_password(api, peer, &f.user, f.password).await {
+        Ok(true) => None,
+        Ok(false) => Some((
+            "Wrong user name or password.".to_owned(),
             StatusCode::UNAUTHORIZED,
-        );
+        )),
+        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
+            Some((format!("{}.", e.reason), StatusCode::TOO_MANY_REQUESTS))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some((message, status)) = refusal {
+        tracing::warn!(user = %f.user.escape_debug(), %peer, "web login refused");
+        return login_page(&viewer, f.next.as_deref(), Some(&message), status);
     }
     let id = web
         .inner

@@ -336,12 +336,12 @@ impl From<abo_store::Error> for WebError {
 
 impl From<ApiError> for WebError {
     fn from(e: ApiError) -> WebError {
-        match e.0 {
-            StatusCode::NOT_FOUND => WebError::NotFound(e.1),
-            StatusCode::BAD_REQUEST => WebError::Bad(e.1),
-            StatusCode::CONFLICT => WebError::Conflict(e.1),
-            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => WebError::Forbidden(e.1),
-            StatusCode::SERVICE_UNAVAILABLE => WebError::Unavailable(e.1),
+        match e.status {
+            StatusCode::NOT_FOUND => WebError::NotFound(e.reason),
+            StatusCode::BAD_REQUEST => WebError::Bad(e.reason),
+            StatusCode::CONFLICT => WebError::Conflict(e.reason),
+            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => WebError::Forbidden(e.reason),
+            StatusCode::SERVICE_UNAVAILABLE => WebError::Unavailable(e.reason),
             _ => WebError::Internal,
         }
     }

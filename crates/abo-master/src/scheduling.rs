@@ -10,9 +10,10 @@
 //!   same transaction as the timer's removal, then handed to the build runner (mergeable:
 //!   requests still waiting for a worker are built together).
 //!
-//! A reconfiguration replaces the pollers (their last seen revisions are in the store, so
-//! nothing is re-reported or missed) and reloads the schedulers (pending timers of
-//! schedulers that remain are kept).
+//! A reconfiguration reloads the schedulers (pending timers of schedulers that remain are
+//! kept) and, when the plan's pollers changed, replaces the pollers (their last seen
+//! revisions are in the store, so nothing is re-reported or missed); unchanged pollers go
+//! on polling undisturbed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -109,6 +110,8 @@ pub(crate) struct SchedulerTask {
     polled: mpsc::Receiver<Change>,
     control: mpsc::UnboundedReceiver<Control>,
     pollers: Pollers,
+    /// The plan's pollers the running set was started from.
+    polling: Vec<abo_plan::Poller>,
     shutdown: CancellationToken,
 }
 
@@ -154,6 +157,7 @@ impl SchedulerTask {
             polled,
             control,
             pollers: pollers.clone(),
+            polling: Vec::new(),
             shutdown: setup.shutdown,
         };
         task.carry_out(restored).await;
@@ -180,6 +184,7 @@ impl SchedulerTask {
             tracing::info!(pollers = plan.pollers.len(), "pollers started");
         }
         *self.pollers.write().await = Some(set);
+        self.polling = plan.pollers.clone();
     }
 
     /// Runs until shutdown.
@@ -229,13 +234,19 @@ impl SchedulerTask {
     }
 
     async fn reload(&mut self, plan: Arc<Plan>) {
+        let actions = self.schedulers.reload(&plan, now());
+        self.carry_out(actions).await;
+        if plan.pollers == self.polling {
+            // Same repositories, branches and intervals: the running pollers go on, without
+            // the burst of polls (and the lost back-off) a restart of all of them would cost.
+            tracing::debug!("pollers unchanged by the new configuration");
+            return;
+        }
         if let Some(old) = self.pollers.write().await.take() {
             // A poll in progress is abandoned; what it stored stays, and the new poller
             // starts from the last seen revisions in the store.
             old.shutdown().await;
         }
-        let actions = self.schedulers.reload(&plan, now());
-        self.carry_out(actions).await;
         self.start_pollers(&plan).await;
     }
 

@@ -492,13 +492,21 @@ fn reconfig() {
     let done = wait_request(&master, r, BUILD_WAIT);
     assert_eq!(done["result"], "success", "{done:#}");
 
-    // Fixed again: in force.
+    // Fixed again: in force. The watched repositories did not change: the poller goes on
+    // (its count of changes found since it started is kept, not reset by a restart).
+    let found = poller(&master, &url).unwrap()["changes_found"].clone();
+    assert!(found.as_u64().is_some_and(|n| n >= 1), "{found}");
     std::fs::write(&manifest_path, &good).unwrap();
     let out = abo(&["reconfig", dir_arg]);
     assert!(out.status.success(), "abo reconfig: {}", show(&out));
     let state = api(master.http, "master");
     assert_eq!(state["config"]["generation"], 3, "{state:#}");
     assert_eq!(connection(&master), before, "the worker was reconnected");
+    assert_eq!(
+        poller(&master, &url).unwrap()["changes_found"],
+        found,
+        "the unchanged poller was restarted"
+    );
     say(&format!(
         "e2e reconfig: done in {:.1}s",
         started.elapsed().as_secs_f64()

@@ -200,14 +200,23 @@ fn pages_show_a_real_build_escaped_and_live() {
     let name = BUILDER.to_owned();
     seed_change_and_request(&m.dir, &name);
     let master = m.start();
-    // The live state stream says something changed when the restored request runs.
+    // The live state streams (three pages open, sharing one stamp) each say something
+    // changed when the restored request runs.
     let http = master.http;
-    let events =
-        std::thread::spawn(move || read_stream_until(http, "/events", &[], "event: change", WAIT));
+    let streams: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(move || {
+                read_stream_until(http, "/events", &[], "event: change", WAIT)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
     let worker = m.worker(&master, "w1", "pw-one");
     master.wait_connected("w1", &worker);
-    let events = events.join().unwrap();
-    assert!(events.contains("event: change"), "{events}");
+    for events in streams {
+        let events = events.join().unwrap();
+        assert!(events.contains("event: change"), "{events}");
+    }
 
     let first = master.wait_request(1, WAIT);
     assert_eq!(first["result"], "failure", "the analysis fails: {first}");

@@ -107,6 +107,8 @@ struct Inner {
     registry: Arc<WorkerRegistry>,
     opts: WebOptions,
     sessions: auth::Sessions,
+    /// The live pages' status stamp, shared by their event streams.
+    stamps: events::StampWatch,
     /// When each worker was last seen connected (kept by [`follow_workers`] and page
     /// renders): the registry only knows connected workers.
     seen: Mutex<HashMap<String, SystemTime>>,
@@ -122,6 +124,7 @@ impl Web {
                 registry,
                 opts,
                 sessions: auth::Sessions::default(),
+                stamps: events::StampWatch::default(),
                 seen: Mutex::default(),
                 started: SystemTime::now(),
             }),
@@ -138,6 +141,10 @@ impl Web {
 
     pub(crate) fn opts(&self) -> &WebOptions {
         &self.inner.opts
+    }
+
+    fn stamps(&self) -> &events::StampWatch {
+        &self.inner.stamps
     }
 
     pub(crate) fn mask(&self, s: &str) -> String {

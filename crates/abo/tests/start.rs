@@ -215,6 +215,14 @@ fn abo_stop_and_abo_worker_stop_find_their_process_and_wait_for_it() {
         }
     });
     let (worker_addr, _http) = addresses(&lines);
+    // A second master on the same directory is refused (it would share the database).
+    let o = abo().arg("start").arg(&dir).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("a master already runs") && err.contains("abo stop"),
+        "{err}"
+    );
     let wdir = tmp.path().join("worker");
     let o = abo()
         .args(["worker", "create"])

@@ -10,6 +10,7 @@
 
 use crate::config_repo::{self, ConfigRepo};
 use crate::load::{self, load, Loaded, Sources};
+use crate::pidfile::{self, Kind, PidFile};
 use crate::MasterDirArgs;
 use abo_config::MasterSettings;
 use abo_master::{BuildSetup, Capability, MasterConfig, Timing, Webhooks, WorkerAccount};
@@ -29,6 +30,14 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sources = args.master.sources();
+    // Two masters on one directory would share its database and both dispatch its builds.
+    if let Ok(pid) = pidfile::running(&pid_file(&sources.dir), Kind::Master, &sources.dir) {
+        anyhow::bail!(
+            "a master already runs in {} (process {pid}); stop it first with `abo stop {}`",
+            sources.dir.display(),
+            sources.dir.display()
+        );
+    }
     limit_malloc_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -243,12 +252,16 @@ async fn serve(
     let master = abo_master::start(config).await?;
     release_free_memory().await;
     let pid_path = pid_file(&sources.dir);
-    if let Err(e) = std::fs::write(&pid_path, format!("{}\n", std::process::id())) {
-        tracing::warn!(
-            "cannot write {}: {e}; `abo reconfig` will not find this master",
-            pid_path.display()
-        );
-    }
+    let _pid_file = match PidFile::write(pid_path.clone()) {
+        Ok(file) => Some(file),
+        Err(e) => {
+            tracing::warn!(
+                "cannot write {}: {e}; `abo reconfig` and `abo stop` will not find this master",
+                pid_path.display()
+            );
+            None
+        }
+    };
     let (pulled_tx, mut pulled) = tokio::sync::mpsc::channel(1);
     let puller = config_repo.map(|repo| tokio::spawn(pull_config_repository(repo, pulled_tx)));
     let name = loop {
@@ -272,11 +285,6 @@ async fn serve(
     }
     tracing::info!("{name} received, shutting down");
     master.shutdown().await;
-    // Only ours: a master started since in the same directory keeps its file.
-    if std::fs::read_to_string(&pid_path).is_ok_and(|p| p.trim() == std::process::id().to_string())
-    {
-        let _ = std::fs::remove_file(&pid_path);
-    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -291,6 +291,13 @@ async fn accept_loop(
     }
 }
 
+/// What each worker connection reads from its socket at once. tungstenite's default of
+/// 128 KiB is allocated and zeroed per connection up front (1 MiB with 8 workers, all
+/// resident); most frames are small (pings, status, short output), and a bigger frame
+/// reserves its own length before it is read, so only frames above this take a few more
+/// reads.
+const WS_READ_BUFFER: usize = 32 * 1024;
+
 /// `Authorization: Basic base64(name:password)`, split on the first `:` (names cannot hold
 /// one, passwords can).
 fn credentials(request: &Request) -> Option<(String, String)> {
@@ -362,6 +369,7 @@ async fn handshake(
         }
     };
     let ws_config = WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER)
         .max_frame_size(Some(config.max_frame_bytes))
         .max_message_size(Some(config.max_frame_bytes));
     let accept = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config));

@@ -3,10 +3,12 @@
 //!
 //!     cargo bench -p abo --bench dispatch                 # 2,000 builds, 8 workers
 //!     cargo bench -p abo --bench dispatch -- --quick      # 100 builds: a smoke run
+//!     ABO_BENCH_QUICK=1 cargo bench -p abo --bench dispatch   # the same, as the other benches
 //!     cargo bench -p abo --bench dispatch -- --builds 500 --workers 4
 //!
 //! Prints the master's time to ready, builds per second, request-to-start latency (p50,
-//! p99) and the master's peak memory, with Buildbot 4.3's figures on this machine.
+//! p99) and the master's memory at ready and at its peak, split into anonymous (data) and
+//! file-backed (code) pages, with Buildbot 4.3's figures on this machine.
 
 #[path = "../tests/e2e_support/mod.rs"]
 mod e2e_support;
@@ -14,7 +16,11 @@ mod e2e_support;
 use e2e_support::dispatch::{run, Options};
 
 fn main() {
-    let mut options = Options::full();
+    let mut options = if std::env::var("ABO_BENCH_QUICK").is_ok_and(|v| v == "1") {
+        Options::quick()
+    } else {
+        Options::full()
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut number = |what: &str| -> usize {
@@ -34,7 +40,7 @@ fn main() {
             "--idle-requests" => options.idle_requests = number("--idle-requests"),
             "--help" | "-h" => {
                 println!(
-                    "usage: cargo bench -p abo --bench dispatch -- [--quick] [--builds N] \
+                    "usage: [ABO_BENCH_QUICK=1] cargo bench -p abo --bench dispatch -- [--quick] [--builds N] \
                      [--workers N] [--max-builds N] [--idle-requests N]"
                 );
                 return;

@@ -102,7 +102,8 @@ fn limit_malloc_arenas() {
 /// Gives the memory freed after reading the configuration back to the system. Reading and
 /// planning a large configuration leaves freed blocks inside the heap (about 2 MB with
 /// 2,000 builders), which glibc only returns from its top: `malloc_trim` returns every
-/// free page. Done once the master runs, and after each reload.
+/// free page. Done once the master runs, after each reload, and every `TRIM_EVERY`: a
+/// burst of builds leaves a few MB free inside the heap too (frames, rows, JSON pages).
 async fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -110,6 +111,9 @@ async fn release_free_memory() {
         let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
     }
 }
+
+/// How often the running master gives its free memory back (`release_free_memory`).
+const TRIM_EVERY: Duration = Duration::from_secs(5);
 
 /// Where `abo start` writes its process id, for `abo reconfig` (and scripts).
 pub fn pid_file(dir: &Path) -> PathBuf {
@@ -264,8 +268,11 @@ async fn serve(
     };
     let (pulled_tx, mut pulled) = tokio::sync::mpsc::channel(1);
     let puller = config_repo.map(|repo| tokio::spawn(pull_config_repository(repo, pulled_tx)));
+    let mut trim = tokio::time::interval_at(tokio::time::Instant::now() + TRIM_EVERY, TRIM_EVERY);
+    trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let name = loop {
         tokio::select! {
+            _ = trim.tick() => release_free_memory().await,
             _ = term.recv() => break "SIGTERM",
             _ = int.recv() => break "SIGINT",
             _ = hup.recv() => {

@@ -9,10 +9,14 @@
 //!   (Buildbot 4.3 here: 4.4 trivial builds/s with 4 workers × 2 slots);
 //! - request-to-start latency, p50 and p99: on an idle master (one request at a time), and
 //!   in the burst (mostly time waiting for a free slot);
-//! - the master's peak memory (`VmHWM`; Buildbot 4.3 here: 94–113 MB).
+//! - the master's memory at ready and at its peak (`VmHWM`; Buildbot 4.3 here: 94–113 MB),
+//!   each split into anonymous memory (heap, stacks: the master's data) and file-backed
+//!   pages (the binary's code and read-only data, shared libraries: read from disk, shared
+//!   with every process running the same binary, dropped by the kernel under pressure).
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -33,6 +37,9 @@ pub struct Options {
     pub idle_requests: usize,
     /// Client threads sending the burst's requests.
     pub clients: usize,
+    /// How long after the burst the master's memory is read again, to see what it gives
+    /// back once idle (`None`: not measured).
+    pub settle: Option<Duration>,
 }
 
 impl Options {
@@ -43,6 +50,7 @@ impl Options {
             max_builds: 2,
             idle_requests: 100,
             clients: 4,
+            settle: Some(Duration::from_secs(6)),
         }
     }
 
@@ -53,6 +61,7 @@ impl Options {
             max_builds: 2,
             idle_requests: 10,
             clients: 2,
+            settle: None,
         }
     }
 }
@@ -68,10 +77,94 @@ pub struct Report {
     pub idle_p99: f64,
     pub burst_p50: f64,
     pub burst_p99: f64,
+    /// `VmHWM`: the highest resident size, as the kernel counted it.
     pub peak_rss_kib: u64,
     pub ready_rss_kib: u64,
+    /// The split at ready.
+    pub ready_memory: Memory,
+    /// The split of the highest resident size sampled (every `SAMPLE_EVERY`), from the
+    /// master's start to the burst's end: within a few hundred KiB of `VmHWM`.
+    pub peak_memory: Memory,
+    /// The same in the burst only.
+    pub burst_peak_memory: Memory,
+    /// The split `Options::settle` after the burst.
+    pub settled_memory: Option<Memory>,
     /// Builds that did not end in success.
     pub not_success: usize,
+}
+
+/// The master's resident memory from /proc/PID/status, in KiB.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    /// `VmRSS`: the sum of the three below.
+    pub rss: u64,
+    /// `RssAnon`: heap, thread stacks, allocator arenas: what the master itself holds.
+    pub anon: u64,
+    /// `RssFile`: pages of mapped files: the binary's code and read-only data, shared
+    /// libraries, SQLite's WAL index (the -shm file, 32 KiB).
+    pub file: u64,
+    /// `RssShmem`: shared anonymous memory and tmpfs files (none expected).
+    pub shmem: u64,
+}
+
+impl Memory {
+    pub fn of(pid: i32) -> Memory {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        Memory {
+            rss: kib("VmRSS:"),
+            anon: kib("RssAnon:"),
+            file: kib("RssFile:"),
+            shmem: kib("RssShmem:"),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let mb = |kib: u64| kib as f64 / 1024.0;
+        format!(
+            "{:.1} MB = {:.1} MB anonymous (heap, stacks) + {:.1} MB file-backed (code) + {:.1} MB shared",
+            mb(self.rss),
+            mb(self.anon),
+            mb(self.file),
+            mb(self.shmem)
+        )
+    }
+}
+
+/// How often the memory sampler reads /proc/PID/status: a few µs each time.
+const SAMPLE_EVERY: Duration = Duration::from_millis(10);
+
+/// The parts of the run whose memory peaks are told apart: the first authenticated request
+/// (in the idle phase) verifies the API user's password, whose argon2 hash takes 7 MiB
+/// for a few tens of milliseconds; the burst is the dispatch itself.
+const STARTING: usize = 0;
+const IDLE: usize = 1;
+const BURST: usize = 2;
+const STOPPED: usize = 3;
+
+/// Samples the master's memory while `phase` is below `STOPPED`; returns, for each phase,
+/// the sample with the highest resident size (`VmHWM` gives the peak but not its split,
+/// nor when it was).
+fn sample_peaks(pid: i32, phase: Arc<AtomicUsize>) -> std::thread::JoinHandle<[Memory; 3]> {
+    std::thread::spawn(move || {
+        let mut peaks = [Memory::default(); 3];
+        loop {
+            let now = Memory::of(pid);
+            let Some(peak) = peaks.get_mut(phase.load(Ordering::Relaxed)) else {
+                return peaks;
+            };
+            if now.rss > peak.rss {
+                *peak = now;
+            }
+            std::thread::sleep(SAMPLE_EVERY);
+        }
+    })
 }
 
 fn epoch() -> f64 {
@@ -146,12 +239,16 @@ pub fn run(o: &Options) -> Report {
     // Ready: from the process start to GET builders listing every builder.
     let t = Instant::now();
     let master = Master::start(&dir);
+    let phase = Arc::new(AtomicUsize::new(STARTING));
+    let sampler = sample_peaks(master.pid(), phase.clone());
     wait_until(&master, Duration::from_secs(120), "the builders", || {
         let b = get(master.http, "builders").ok()?;
         (b.as_array()?.len() == o.builds).then_some(())
     });
     let ready = t.elapsed();
-    let ready_rss_kib = status_kib(master.pid(), "VmRSS:");
+    let ready_memory = Memory::of(master.pid());
+    let ready_rss_kib = ready_memory.rss;
+    phase.store(IDLE, Ordering::Relaxed);
 
     let workers: Vec<WorkerProcess> = (0..o.workers)
         .map(|i| {
@@ -204,6 +301,7 @@ pub fn run(o: &Options) -> Report {
         .unwrap_or(0);
 
     // The burst: every builder forced once, from a few client threads.
+    phase.store(BURST, Ordering::Relaxed);
     let sent: Arc<std::sync::Mutex<HashMap<u64, f64>>> = Default::default();
     let burst_start = Instant::now();
     std::thread::scope(|s| {
@@ -267,6 +365,14 @@ pub fn run(o: &Options) -> Report {
     waits.sort_by(f64::total_cmp);
     let not_success = finished.iter().filter(|b| b["result"] != "success").count();
     let peak_rss_kib = status_kib(master.pid(), "VmHWM:");
+    phase.store(STOPPED, Ordering::Relaxed);
+    let peaks = sampler.join().unwrap();
+    let peak_memory = peaks.into_iter().max_by_key(|m| m.rss).unwrap_or_default();
+    let burst_peak_memory = peaks[BURST];
+    let settled_memory = o.settle.map(|wait| {
+        std::thread::sleep(wait);
+        Memory::of(master.pid())
+    });
     let report = Report {
         builds: o.builds,
         ready,
@@ -278,6 +384,10 @@ pub fn run(o: &Options) -> Report {
         burst_p99: percentile(&waits, 0.99),
         peak_rss_kib,
         ready_rss_kib,
+        ready_memory,
+        peak_memory,
+        burst_peak_memory,
+        settled_memory,
         not_success,
     };
     let ms = |s: f64| format!("{:.1} ms", s * 1000.0);
@@ -318,6 +428,26 @@ pub fn run(o: &Options) -> Report {
         ready_rss_kib as f64 / 1024.0,
         peak_rss_kib as f64 / 1024.0
     ));
+    say(&format!(
+        "dispatch: master memory at ready: {}",
+        ready_memory.describe()
+    ));
+    say(&format!(
+        "dispatch: master memory at peak (highest of the samples every {} ms): {}",
+        SAMPLE_EVERY.as_millis(),
+        peak_memory.describe()
+    ));
+    say(&format!(
+        "dispatch: master memory at peak in the burst: {}",
+        burst_peak_memory.describe()
+    ));
+    if let (Some(wait), Some(settled)) = (o.settle, settled_memory) {
+        say(&format!(
+            "dispatch: master memory {} s after the burst: {}",
+            wait.as_secs(),
+            settled.describe()
+        ));
+    }
     if not_success > 0 {
         say(&format!("dispatch: {not_success} builds did not succeed"));
     }

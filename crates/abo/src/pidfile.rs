@@ -2,10 +2,12 @@
 //! start` writes `DIR/worker.pid`) and what the other commands do with them: find the
 //! running process (`abo reconfig`, `abo stop`, `abo worker stop`) and stop it.
 //!
-//! A pid file can outlive its process (SIGKILL, a crash, a reboot) and its number can then
-//! belong to any other process. Before signalling, the process's command line is checked
-//! to be an abo process started with the expected verb, so a stale file never makes abo
-//! signal a stranger.
+//! The process holds its pid file locked while it runs ([`PidFile::claim`]): a second
+//! `abo start` (or `abo worker start`) on the same directory is refused, however close the
+//! two starts. A pid file can outlive its process (SIGKILL, a crash, a reboot) and its
+//! number can then belong to any other process. Before signalling, the process's command
+//! line is checked to be an abo process started with the expected verb, so a stale file
+//! never makes abo signal a stranger.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,27 +15,57 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-/// A pid file this process wrote; removed when dropped, if it still names this process
-/// (a process started since in the same directory keeps its own file).
+/// A pid file this process holds: locked (`flock`) for the process's life, so that a second
+/// process of the same directory finds it taken whatever the timing, and a crashed one
+/// leaves no lock behind. Removed when dropped.
 pub struct PidFile {
     path: PathBuf,
+    /// Holds the lock; closed (unlocking) when dropped.
+    _file: std::fs::File,
+}
+
+/// Why a pid file could not be claimed.
+#[derive(Debug)]
+pub enum Claim {
+    /// Another live process holds it: its pid, as far as the file tells.
+    Taken(Option<libc::pid_t>),
+    /// The file cannot be created, opened or locked.
+    Io(std::io::Error),
 }
 
 impl PidFile {
-    /// Writes this process's id to `path`. A failure is returned for the caller to report:
-    /// the process can run without the file, only `reconfig`/`stop` will not find it.
-    pub fn write(path: PathBuf) -> std::io::Result<PidFile> {
-        std::fs::write(&path, format!("{}\n", std::process::id()))?;
-        Ok(PidFile { path })
+    /// Claims `path` for this process: locks it and writes this process's id.
+    pub fn claim(path: PathBuf) -> Result<PidFile, Claim> {
+        use std::io::{Read, Seek};
+        use std::os::fd::AsRawFd;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(Claim::Io)?;
+        // SAFETY: flock(2) on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(Claim::Taken(text.trim().parse().ok()));
+            }
+            return Err(Claim::Io(e));
+        }
+        file.set_len(0).map_err(Claim::Io)?;
+        file.rewind().map_err(Claim::Io)?;
+        writeln!(file, "{}", std::process::id()).map_err(Claim::Io)?;
+        Ok(PidFile { path, _file: file })
     }
 }
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        let ours = std::process::id().to_string();
-        if std::fs::read_to_string(&self.path).is_ok_and(|p| p.trim() == ours) {
-            let _ = std::fs::remove_file(&self.path);
-        }
+        // Still locked by this process: the file is ours to remove.
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -212,6 +244,24 @@ mod tests {
         assert!(!Kind::Worker.matches(&args("abo start /srv/abo")));
         assert!(!Kind::Master.matches(&args("/usr/bin/python3 -m http.server start")));
         assert!(!Kind::Master.matches(&args("sleep 100")));
+    }
+
+    #[test]
+    fn a_claimed_pid_file_is_taken_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("abo.pid");
+        // A stale file (a killed process's) is claimed over.
+        std::fs::write(&path, "99999999\n").unwrap();
+        let held = PidFile::claim(path.clone()).unwrap();
+        let ours = std::process::id().to_string();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), ours);
+        match PidFile::claim(path.clone()) {
+            Err(Claim::Taken(Some(pid))) => assert_eq!(pid.to_string(), ours),
+            other => panic!("claimed twice: {:?}", other.map(|_| ())),
+        }
+        drop(held);
+        assert!(!path.exists());
+        assert!(PidFile::claim(path).is_ok());
     }
 
     #[test]

@@ -247,6 +247,16 @@ fn abo_stop_and_abo_worker_stop_find_their_process_and_wait_for_it() {
         assert!(Instant::now() < deadline, "no worker.pid");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Nor two workers in one directory.
+    let o = abo()
+        .args(["worker", "start"])
+        .arg(&wdir)
+        .arg("--allow-root")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("a worker already runs"), "{err}");
 
     let o = abo().args(["worker", "stop"]).arg(&wdir).output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout);

@@ -10,7 +10,7 @@
 
 use crate::config_repo::{self, ConfigRepo};
 use crate::load::{self, load, Loaded, Sources};
-use crate::pidfile::{self, Kind, PidFile};
+use crate::pidfile::{Claim, PidFile};
 use crate::MasterDirArgs;
 use abo_config::MasterSettings;
 use abo_master::{BuildSetup, Capability, MasterConfig, Timing, Webhooks, WorkerAccount};
@@ -30,14 +30,25 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sources = args.master.sources();
-    // Two masters on one directory would share its database and both dispatch its builds.
-    if let Ok(pid) = pidfile::running(&pid_file(&sources.dir), Kind::Master, &sources.dir) {
-        anyhow::bail!(
-            "a master already runs in {} (process {pid}); stop it first with `abo stop {}`",
+    // Claimed before anything else, held until the master exits: two masters on one
+    // directory would share its database and both dispatch its builds.
+    let claimed = match PidFile::claim(pid_file(&sources.dir)) {
+        Ok(file) => Some(file),
+        Err(Claim::Taken(pid)) => anyhow::bail!(
+            "a master already runs in {}{}; stop it first with `abo stop {}`",
             sources.dir.display(),
+            pid.map(|p| format!(" (process {p})")).unwrap_or_default(),
             sources.dir.display()
-        );
-    }
+        ),
+        Err(Claim::Io(e)) => {
+            eprintln!(
+                "warning: cannot write {}: {e}; `abo reconfig` and `abo stop` will not find \
+                 this master",
+                pid_file(&sources.dir).display()
+            );
+            None
+        }
+    };
     limit_malloc_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -76,7 +87,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     init_logging();
     let config = master_config(&args.master.dir, loaded);
-    runtime.block_on(serve(config, sources, config_repo))
+    let exit = runtime.block_on(serve(config, sources, config_repo));
+    drop(claimed);
+    exit
 }
 
 /// Threads of tokio's blocking pool (see `run`).
@@ -255,17 +268,6 @@ async fn serve(
     let started = Restart::of(&config);
     let master = abo_master::start(config).await?;
     release_free_memory().await;
-    let pid_path = pid_file(&sources.dir);
-    let _pid_file = match PidFile::write(pid_path.clone()) {
-        Ok(file) => Some(file),
-        Err(e) => {
-            tracing::warn!(
-                "cannot write {}: {e}; `abo reconfig` and `abo stop` will not find this master",
-                pid_path.display()
-            );
-            None
-        }
-    };
     let (pulled_tx, mut pulled) = tokio::sync::mpsc::channel(1);
     let puller = config_repo.map(|repo| tokio::spawn(pull_config_repository(repo, pulled_tx)));
     let mut trim = tokio::time::interval_at(tokio::time::Instant::now() + TRIM_EVERY, TRIM_EVERY);

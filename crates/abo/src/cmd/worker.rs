@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::pidfile::{self, Kind, PidFile};
+use crate::pidfile::{self, Claim, Kind, PidFile};
 
 /// The worker's pid file in its directory, for `abo worker stop` (Buildbot's is
 /// `twistd.pid`).
@@ -105,12 +105,20 @@ fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
         return Err(abo_worker::Error::Root.into());
     }
     let settings = abo_worker::Settings::load(&args.dir)?;
-    let _pid_file = match PidFile::write(args.dir.join(WORKER_PID_FILE)) {
+    let pid_path = args.dir.join(WORKER_PID_FILE);
+    let _claimed = match PidFile::claim(pid_path.clone()) {
         Ok(file) => Some(file),
-        Err(e) => {
+        // Two workers in one directory would run builds over each other's files.
+        Err(Claim::Taken(pid)) => anyhow::bail!(
+            "a worker already runs in {}{}; stop it first with `abo worker stop {}`",
+            args.dir.display(),
+            pid.map(|p| format!(" (process {p})")).unwrap_or_default(),
+            args.dir.display()
+        ),
+        Err(Claim::Io(e)) => {
             eprintln!(
                 "warning: cannot write {}: {e}; `abo worker stop` will not find this worker",
-                args.dir.join(WORKER_PID_FILE).display()
+                pid_path.display()
             );
             None
         }

@@ -146,6 +146,8 @@ impl Ctx<'_> {
     ) -> Result<Vec<Node<'n>>, DecodeError> {
         match node {
             Node::Array(items) => Ok(items),
+            Node::UInts(v) => Ok(v.into_iter().map(|n| Node::Int(Int::from(n))).collect()),
+            Node::Floats(v) => Ok(v.into_iter().map(Node::Float).collect()),
             other => Err(self.wrong(key, "array", &other)),
         }
     }
@@ -187,6 +189,10 @@ impl Ctx<'_> {
             Node::Float(x) => Value::Float(x),
             Node::Str(b) => Value::Str(self.utf8(key, b)?),
             Node::Bin(b) => Value::Bin(b.to_vec()),
+            Node::UInts(v) => {
+                Value::Array(v.into_iter().map(|n| Value::Int(Int::from(n))).collect())
+            }
+            Node::Floats(v) => Value::Array(v.into_iter().map(Value::Float).collect()),
             Node::Array(items) => Value::Array(
                 items
                     .into_iter()

@@ -519,7 +519,9 @@ fn decode_shell(ctx: &Ctx<'_>, f: &mut Fields) -> Result<ShellArgs, DecodeError>
     };
     let command = match f.need(ctx, "command", "args.command")? {
         Node::Str(b) => CommandLine::Shell(ctx.utf8("args.command", b)?),
-        node @ Node::Array(_) => CommandLine::Argv(ctx.strings("args.command", node)?),
+        node @ (Node::Array(_) | Node::UInts(_) | Node::Floats(_)) => {
+            CommandLine::Argv(ctx.strings("args.command", node)?)
+        }
         other => return Err(ctx.wrong("args.command", "str or array of str", &other)),
     };
     let mut env = BTreeMap::new();
@@ -529,7 +531,9 @@ fn decode_shell(ctx: &Ctx<'_>, f: &mut Fields) -> Result<ShellArgs, DecodeError>
             let value = match v {
                 Node::Nil => EnvValue::Unset,
                 Node::Str(b) => EnvValue::Set(ctx.utf8(&path, b)?),
-                node @ Node::Array(_) => EnvValue::PathList(ctx.strings(&path, node)?),
+                node @ (Node::Array(_) | Node::UInts(_) | Node::Floats(_)) => {
+                    EnvValue::PathList(ctx.strings(&path, node)?)
+                }
                 other => return Err(ctx.wrong(&path, "str, array of str or nil", &other)),
             };
             env.insert(name, value);

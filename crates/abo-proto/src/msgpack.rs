@@ -28,6 +28,13 @@ pub(crate) enum Node<'a> {
     Str(&'a [u8]),
     Bin(&'a [u8]),
     Array(Vec<Node<'a>>),
+    /// An array whose elements are all unsigned ints, read without a node per element: an
+    /// update's `newline_idx` (one per line of output, the bulk of the master's decoding
+    /// otherwise). [`crate::codec::Ctx::array`] gives it back as `Int` nodes where a
+    /// reader wants nodes.
+    UInts(Vec<u64>),
+    /// An array whose elements are all float64: an update's `line_times`.
+    Floats(Vec<f64>),
     Map(Vec<(Node<'a>, Node<'a>)>),
 }
 
@@ -40,7 +47,7 @@ impl Node<'_> {
             Node::Float(_) => ValueKind::Float,
             Node::Str(_) => ValueKind::Str,
             Node::Bin(_) => ValueKind::Bin,
-            Node::Array(_) => ValueKind::Array,
+            Node::Array(_) | Node::UInts(_) | Node::Floats(_) => ValueKind::Array,
             Node::Map(_) => ValueKind::Map,
         }
     }
@@ -142,11 +149,15 @@ impl<'a> Parser<'a> {
                 Item::Map(0) => Node::Map(Vec::new()),
                 Item::Array(n) => {
                     self.enter(stack.len(), n)?;
-                    stack.push(Open::Array {
-                        items: Vec::with_capacity(n),
-                        left: n,
-                    });
-                    continue;
+                    if let Some(packed) = self.packed(n) {
+                        packed
+                    } else {
+                        stack.push(Open::Array {
+                            items: Vec::with_capacity(n),
+                            left: n,
+                        });
+                        continue;
+                    }
                 }
                 Item::Map(n) => {
                     self.enter(stack.len(), n.saturating_mul(2))?;
@@ -193,6 +204,50 @@ impl<'a> Parser<'a> {
                     None => break,
                 }
             }
+        }
+    }
+
+    /// The `n` elements of an array just opened, when they are all float64 or all unsigned
+    /// ints: one vector instead of a node each (an update has two such elements per line of
+    /// output). `None`, with nothing consumed, for any other array; `n` is already checked
+    /// against the input left.
+    fn packed(&mut self, n: usize) -> Option<Node<'a>> {
+        let rest = &self.buf[self.pos..];
+        match rest.first()? {
+            0xcb => {
+                // Every element is 9 bytes: `0xcb` and a big-endian f64.
+                let bytes = rest.get(..n.checked_mul(9)?)?;
+                let mut out = Vec::with_capacity(n);
+                for item in bytes.chunks_exact(9) {
+                    let (&tag, value) = item.split_first()?;
+                    if tag != 0xcb {
+                        return None;
+                    }
+                    out.push(f64::from_be_bytes(value.try_into().ok()?));
+                }
+                self.pos += bytes.len();
+                Some(Node::Floats(out))
+            }
+            0x00..=0x7f | 0xcc..=0xcf => {
+                let mut out = Vec::with_capacity(n);
+                let mut at = 0;
+                for _ in 0..n {
+                    let tag = *rest.get(at)?;
+                    let (value, len) = match tag {
+                        0x00..=0x7f => (u64::from(tag), 1),
+                        0xcc => (u64::from(*rest.get(at + 1)?), 2),
+                        0xcd => (u64::from(u16::from_be_bytes(be(rest, at + 1)?)), 3),
+                        0xce => (u64::from(u32::from_be_bytes(be(rest, at + 1)?)), 5),
+                        0xcf => (u64::from_be_bytes(be(rest, at + 1)?), 9),
+                        _ => return None,
+                    };
+                    out.push(value);
+                    at += len;
+                }
+                self.pos += at;
+                Some(Node::UInts(out))
+            }
+            _ => None,
         }
     }
 
@@ -270,6 +325,11 @@ impl<'a> Parser<'a> {
         };
         Ok(Item::Done(node))
     }
+}
+
+/// The `N` bytes of `buf` at `at`, if there are that many.
+fn be<const N: usize>(buf: &[u8], at: usize) -> Option<[u8; N]> {
+    buf.get(at..at.checked_add(N)?)?.try_into().ok()
 }
 
 /// Appends msgpack to a buffer, choosing the forms msgpack-python 1.x chooses.
@@ -478,10 +538,62 @@ mod tests {
                     w.buf.extend_from_slice(s);
                 }
                 Node::Bin(b) => w.bin(b),
-                Node::Array(_) | Node::Map(_) => unreachable!("scalars only"),
+                Node::Array(_) | Node::UInts(_) | Node::Floats(_) | Node::Map(_) => {
+                    unreachable!("scalars only")
+                }
             });
             assert_eq!(parse(&bytes, 8).unwrap(), node);
         }
+    }
+
+    #[test]
+    fn number_arrays_are_packed_and_mixed_ones_are_not() {
+        // [1, 200, 256, 70000, 2^40]: every unsigned form.
+        let mut uints = vec![
+            0x95, 0x01, 0xcc, 200, 0xcd, 0x01, 0x00, 0xce, 0, 1, 0x11, 0x70,
+        ];
+        uints.push(0xcf);
+        uints.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        assert_eq!(
+            parse(&uints, 8).unwrap(),
+            Node::UInts(vec![1, 200, 256, 70000, 1 << 40])
+        );
+        let floats = [
+            &[0x92, 0xcb][..],
+            &1.5f64.to_be_bytes(),
+            &[0xcb],
+            &2.0f64.to_be_bytes(),
+        ]
+        .concat();
+        assert_eq!(parse(&floats, 8).unwrap(), Node::Floats(vec![1.5, 2.0]));
+        // A negative int, a float32 or a str among them: element by element, as before.
+        assert_eq!(
+            parse(&[0x92, 0x01, 0xff], 8).unwrap(),
+            Node::Array(vec![
+                Node::Int(Int::from(1u64)),
+                Node::Int(Int::from(-1i64))
+            ])
+        );
+        let mixed = [
+            &[0x92, 0xcb][..],
+            &1.5f64.to_be_bytes(),
+            &[0xca, 0x3f, 0xc0, 0, 0],
+        ]
+        .concat();
+        assert_eq!(
+            parse(&mixed, 8).unwrap(),
+            Node::Array(vec![Node::Float(1.5), Node::Float(1.5)])
+        );
+        // Cut short inside a packed array: the ordinary reader reports where.
+        assert!(matches!(
+            parse(&[0x92, 0x01, 0xcd, 0x01], 8).unwrap_err(),
+            DecodeError::Malformed {
+                reason: Malformed::Truncated,
+                ..
+            }
+        ));
+        // Packing does not lift the depth limit.
+        assert!(parse(&[0x91, 0x91, 0x01], 1).is_err());
     }
 
     #[test]

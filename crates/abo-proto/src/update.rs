@@ -272,27 +272,40 @@ fn decode_lines(ctx: &Ctx<'_>, path: &str, node: Node<'_>) -> Result<LineInfo, D
         )
     })?;
     let text = ctx.text(&format!("{path}[0]"), text)?;
+    // One index and one time per line: the parser reads them as packed vectors, taken here
+    // as they are. Other forms (a float64 index, a float32 time) go element by element; the
+    // element's path is only built for an error, as formatting it for every line costs more
+    // than the rest of the decoding.
     let idx_path = format!("{path}[1]");
-    // One index and one time per line: the element's path is only built for an error, as
-    // formatting it for every line costs more than the rest of the decoding; and the vectors
-    // are sized once (collecting through `Result` would grow them by doubling).
-    let items = ctx.array(&idx_path, idx)?;
-    let mut newline_idx = Vec::with_capacity(items.len());
-    for (i, n) in items.into_iter().enumerate() {
-        newline_idx.push(match n {
-            Node::Int(v) if v.as_u64().is_some() => v.as_u64().unwrap_or_default(),
-            n => ctx.u64(&format!("{idx_path}[{i}]"), n)?,
-        });
-    }
-    let times_path = format!("{path}[2]");
-    let items = ctx.array(&times_path, times)?;
-    let mut line_times = Vec::with_capacity(items.len());
-    for (i, n) in items.into_iter().enumerate() {
-        line_times.push(match n {
-            Node::Float(x) => x,
-            n => ctx.f64(&format!("{times_path}[{i}]"), n)?,
-        });
-    }
+    let newline_idx = match idx {
+        Node::UInts(v) => v,
+        idx => {
+            let items = ctx.array(&idx_path, idx)?;
+            let mut out = Vec::with_capacity(items.len());
+            for (i, n) in items.into_iter().enumerate() {
+                out.push(match n {
+                    Node::Int(v) if v.as_u64().is_some() => v.as_u64().unwrap_or_default(),
+                    n => ctx.u64(&format!("{idx_path}[{i}]"), n)?,
+                });
+            }
+            out
+        }
+    };
+    let line_times = match times {
+        Node::Floats(v) => v,
+        times => {
+            let times_path = format!("{path}[2]");
+            let items = ctx.array(&times_path, times)?;
+            let mut out = Vec::with_capacity(items.len());
+            for (i, n) in items.into_iter().enumerate() {
+                out.push(match n {
+                    Node::Float(x) => x,
+                    n => ctx.f64(&format!("{times_path}[{i}]"), n)?,
+                });
+            }
+            out
+        }
+    };
     Ok(LineInfo {
         text,
         newline_idx,

@@ -172,7 +172,7 @@ impl fmt::Debug for BuildSetup {
         f.debug_struct("BuildSetup")
             .field("builders", &self.plan.builders.len())
             .field("master_dir", &self.master_dir)
-            .field("database", &self.database)
+            .field("database", &abo_store::masked_location(&self.database))
             .field("artifacts_dir", &self.artifacts_dir)
             .field("allowed_upload_roots", &self.allowed_upload_roots)
             .field("log_cap_bytes", &self.log_cap_bytes)

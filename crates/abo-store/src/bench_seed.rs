@@ -7,13 +7,12 @@
 //! The first build is written through the public methods (request, claim, build, steps, a
 //! [`LogWriter`](crate::LogWriter) per step); the others copy its log chunks row for row.
 
+use crate::db::json_out;
 use crate::error::Result;
 use crate::logs::LogOptions;
 use crate::requests::NewRequest;
-use crate::sqlite::json_out;
 use crate::types::{BuildId, BuildResult, Lease, LogId, LogKind, Stream, Timestamp};
 use crate::{StepOutcome, Store};
-use rusqlite::params;
 use std::collections::HashMap;
 
 /// What to seed.
@@ -147,53 +146,27 @@ pub async fn seed_finished_builds(store: &Store, spec: SeedSpec) -> Result<Seede
         let from = done;
         last = store
             .write(move |tx| {
-                let spec = spec2;
-                let (byte_len, line_count, chunk_count): (i64, i64, i64) = tx
-                    .prepare_cached(
-                        "SELECT byte_len, line_count, chunk_count FROM logs WHERE id = ?1",
-                    )?
-                    .query_row([template_log], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                let spec = &spec2;
+                let (byte_len, line_count, chunk_count): (i64, i64, i64) = tx.query_one(
+                    "SELECT byte_len, line_count, chunk_count FROM logs WHERE id = ?1",
+                    &[&template_log],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?;
                 let mut numbers: HashMap<String, u32> = HashMap::new();
                 let mut last_of: HashMap<String, BuildId> = HashMap::new();
-                let mut next_number =
-                    tx.prepare_cached("SELECT next_number FROM builders WHERE name = ?1")?;
-                let mut request = tx.prepare_cached(
-                    "INSERT INTO build_requests (builder, properties, reason, submitted_at, state,
-                         claimed_by, claimed_at, completed_at, result)
-                     VALUES (?1, '{}', 'seeded', ?2, 'complete', ?3, ?2, ?4, ?5) RETURNING id",
-                )?;
-                let mut build = tx.prepare_cached(
-                    "INSERT INTO builds (request, builder, number, worker, lease, started_at,
-                         finished_at, result, state_string, properties)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, '', ?9) RETURNING id",
-                )?;
-                let mut step = tx.prepare_cached(
-                    "INSERT INTO steps (build, number, name, started_at, finished_at, result,
-                         description)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
-                )?;
-                let mut log = tx.prepare_cached(
-                    "INSERT INTO logs (step, name, kind, byte_len, line_count, chunk_count,
-                         finished)
-                     VALUES (?1, 'stdio', 'stdio', ?2, ?3, ?4, TRUE) RETURNING id",
-                )?;
-                let mut chunks = tx.prepare_cached(
-                    "INSERT INTO log_chunks (log, seq, first_byte, first_line, cont, raw_len, data)
-                     SELECT ?1, seq, first_byte, first_line, cont, raw_len, data
-                     FROM log_chunks WHERE log = ?2",
-                )?;
                 let mut last = BuildId(0);
                 for i in from..from + n {
-                    let (builder, start, end) = placement(&spec, i);
+                    let (builder, start, end) = placement(spec, i);
                     let number = match numbers.get_mut(builder) {
                         Some(n) => n,
                         None => {
-                            let next: u32 = next_number
-                                .query_row([builder], |r| r.get(0))
-                                .or_else(|e| match e {
-                                    rusqlite::Error::QueryReturnedNoRows => Ok(1),
-                                    e => Err(e),
-                                })?;
+                            let next: u32 = tx
+                                .query_opt(
+                                    "SELECT next_number FROM builders WHERE name = ?1",
+                                    &[&builder],
+                                    |r| r.get(0),
+                                )?
+                                .unwrap_or(1);
                             numbers.entry(builder.to_owned()).or_insert(next)
                         }
                     };
@@ -201,13 +174,16 @@ pub async fn seed_finished_builds(store: &Store, spec: SeedSpec) -> Result<Seede
                     *number += 1;
                     let result = result_of(i);
                     let lease = Lease(lease_base + i);
-                    let req: i64 = request.query_row(
-                        params![
-                            builder,
-                            Timestamp(start.saturating_sub(1000)),
-                            lease,
-                            Timestamp(end),
-                            result
+                    let req: i64 = tx.query_one(
+                        "INSERT INTO build_requests (builder, properties, reason, submitted_at, state,
+                             claimed_by, claimed_at, completed_at, result)
+                         VALUES (?1, '{}', 'seeded', ?2, 'complete', ?3, ?2, ?4, ?5) RETURNING id",
+                        &[
+                            &builder,
+                            &Timestamp(start.saturating_sub(1000)),
+                            &lease,
+                            &Timestamp(end),
+                            &result,
                         ],
                         |r| r.get(0),
                     )?;
@@ -216,17 +192,20 @@ pub async fn seed_finished_builds(store: &Store, spec: SeedSpec) -> Result<Seede
                         "buildnumber": this_number.to_string(),
                         "workername": spec.worker,
                     }))?;
-                    let id: BuildId = build.query_row(
-                        params![
-                            req,
-                            builder,
-                            this_number,
-                            spec.worker,
-                            lease,
-                            Timestamp(start),
-                            Timestamp(end),
-                            result,
-                            props
+                    let id: BuildId = tx.query_one(
+                        "INSERT INTO builds (request, builder, number, worker, lease, started_at,
+                             finished_at, result, state_string, properties)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, '', ?9) RETURNING id",
+                        &[
+                            &req,
+                            &builder,
+                            &this_number,
+                            &spec.worker,
+                            &lease,
+                            &Timestamp(start),
+                            &Timestamp(end),
+                            &result,
+                            &props,
                         ],
                         |r| r.get(0),
                     )?;
@@ -236,31 +215,44 @@ pub async fn seed_finished_builds(store: &Store, spec: SeedSpec) -> Result<Seede
                     for (k, name) in spec.steps.iter().enumerate() {
                         let (step_result, description) = step_outcome(result, k, spec.steps.len());
                         let at = start + k as u64 * per_step;
-                        let step_id: i64 = step.query_row(
-                            params![
-                                id,
-                                k as u32,
+                        let step_id: i64 = tx.query_one(
+                            "INSERT INTO steps (build, number, name, started_at, finished_at, result,
+                                 description)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+                            &[
+                                &id,
+                                &(k as u32),
                                 name,
-                                Timestamp(at),
-                                Timestamp(at + per_step),
-                                step_result,
-                                description
+                                &Timestamp(at),
+                                &Timestamp(at + per_step),
+                                &step_result,
+                                &description,
                             ],
                             |r| r.get(0),
                         )?;
-                        let log_id: i64 = log.query_row(
-                            params![step_id, byte_len, line_count, chunk_count],
+                        let log_id: i64 = tx.query_one(
+                            "INSERT INTO logs (step, name, kind, byte_len, line_count, chunk_count,
+                                 finished)
+                             VALUES (?1, 'stdio', 'stdio', ?2, ?3, ?4, TRUE) RETURNING id",
+                            &[&step_id, &byte_len, &line_count, &chunk_count],
                             |r| r.get(0),
                         )?;
-                        chunks.execute(params![log_id, template_log])?;
+                        // Dialect: PostgreSQL types a parameter in a SELECT list only
+                        // with a CAST.
+                        tx.execute(
+                            "INSERT INTO log_chunks (log, seq, first_byte, first_line, cont, raw_len, data)
+                             SELECT CAST(?1 AS BIGINT), seq, first_byte, first_line, cont, raw_len, data
+                             FROM log_chunks WHERE log = ?2",
+                            &[&log_id, &template_log],
+                        )?;
                     }
                 }
-                let mut builders = tx.prepare_cached(
-                    "INSERT INTO builders (name, next_number, last_build) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (name) DO UPDATE SET next_number = ?2, last_build = ?3",
-                )?;
                 for (name, next) in &numbers {
-                    builders.execute(params![name, next, last_of[name]])?;
+                    tx.execute(
+                        "INSERT INTO builders (name, next_number, last_build) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (name) DO UPDATE SET next_number = ?2, last_build = ?3",
+                        &[name, next, &last_of[name]],
+                    )?;
                 }
                 Ok(last)
             })

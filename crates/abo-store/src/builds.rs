@@ -1,13 +1,12 @@
 //! Builds and steps: created for a claimed request, written only with the build's lease,
 //! finished together with their requests; and the read side the API pages on.
 
+use crate::db::{json_out, Row, Tx};
 use crate::error::{Error, Result};
 use crate::logs::{log_from_row, LogInfo, LOG_COLS};
 use crate::requests::{complete_with, requeue_with, require_request, running_build};
-use crate::sqlite::{json_in, json_out, u32_in};
 use crate::types::{BuildId, BuildResult, Lease, RequestId, RequestState, StepId, Timestamp};
 use crate::Store;
-use rusqlite::{params, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -135,47 +134,48 @@ pub(crate) const BUILD_COLS: &str =
     "id, request, builder, number, worker, lease, started_at, finished_at, \
                           result, state_string, properties";
 
-pub(crate) fn build_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Build> {
+pub(crate) fn build_from_row(r: &Row<'_>) -> Result<Build> {
     Ok(Build {
         id: r.get(0)?,
         request: r.get(1)?,
         builder: r.get(2)?,
-        number: u32_in(r, 3)?,
+        number: r.get(3)?,
         worker: r.get(4)?,
         lease: r.get(5)?,
         started_at: r.get(6)?,
         finished_at: r.get(7)?,
         result: r.get(8)?,
         state_string: r.get(9)?,
-        properties: json_in(r, 10)?,
+        properties: r.json(10)?,
     })
 }
 
 const STEP_COLS: &str =
     "id, build, number, name, started_at, finished_at, result, description, hidden, urls";
 
-fn step_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Step> {
+fn step_from_row(r: &Row<'_>) -> Result<Step> {
     Ok(Step {
         id: r.get(0)?,
         build: r.get(1)?,
-        index: u32_in(r, 2)?,
+        index: r.get(2)?,
         name: r.get(3)?,
         started_at: r.get(4)?,
         finished_at: r.get(5)?,
         result: r.get(6)?,
         description: r.get(7)?,
         hidden: r.get(8)?,
-        urls: json_in(r, 9)?,
+        urls: r.json(9)?,
     })
 }
 
 /// Refuses a write about `build` unless `lease` is its lease and it is still running. Run
 /// inside the write transaction, so the check and the write are one atomic step.
-pub(crate) fn check_lease(tx: &Transaction<'_>, build: BuildId, lease: Lease) -> Result<()> {
-    let row: Option<(Lease, Option<Timestamp>)> = tx
-        .prepare_cached("SELECT lease, finished_at FROM builds WHERE id = ?1")?
-        .query_row([build], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+pub(crate) fn check_lease(tx: &Tx<'_>, build: BuildId, lease: Lease) -> Result<()> {
+    let row: Option<(Lease, Option<Timestamp>)> = tx.query_opt(
+        "SELECT lease, finished_at FROM builds WHERE id = ?1",
+        &[&build],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     match row {
         None => Err(Error::BuildNotFound(build)),
         Some((current, None)) if current == lease => Ok(()),
@@ -184,18 +184,21 @@ pub(crate) fn check_lease(tx: &Transaction<'_>, build: BuildId, lease: Lease) ->
 }
 
 /// The id of step `index` of `build`.
-pub(crate) fn step_id(tx: &Transaction<'_>, build: BuildId, index: u32) -> Result<StepId> {
-    tx.prepare_cached("SELECT id FROM steps WHERE build = ?1 AND number = ?2")?
-        .query_row(params![build, index], |r| r.get(0))
-        .optional()?
-        .ok_or(Error::StepNotFound { build, index })
+pub(crate) fn step_id(tx: &Tx<'_>, build: BuildId, index: u32) -> Result<StepId> {
+    tx.query_opt(
+        "SELECT id FROM steps WHERE build = ?1 AND number = ?2",
+        &[&build, &index],
+        |r| r.get(0),
+    )?
+    .ok_or(Error::StepNotFound { build, index })
 }
 
-fn get_build_row(tx: &Transaction<'_>, id: BuildId) -> Result<Option<Build>> {
-    Ok(tx
-        .prepare_cached(&format!("SELECT {BUILD_COLS} FROM builds WHERE id = ?1"))?
-        .query_row([id], build_from_row)
-        .optional()?)
+fn get_build_row(tx: &Tx<'_>, id: BuildId) -> Result<Option<Build>> {
+    tx.query_opt(
+        &format!("SELECT {BUILD_COLS} FROM builds WHERE id = ?1"),
+        &[&id],
+        build_from_row,
+    )
 }
 
 impl Store {
@@ -235,25 +238,26 @@ impl Store {
             if let Some(build) = running_build(tx, request)? {
                 return Err(Error::BuildRunning { id: request, build });
             }
-            tx.prepare_cached("INSERT INTO builders (name) VALUES (?1) ON CONFLICT DO NOTHING")?
-                .execute([&req.builder])?;
-            let number: u32 = tx
-                .prepare_cached(
-                    "UPDATE builders SET next_number = next_number + 1 WHERE name = ?1
-                     RETURNING next_number - 1",
-                )?
-                .query_row([&req.builder], |r| u32_in(r, 0))?;
-            let id: BuildId = tx
-                .prepare_cached(
-                    "INSERT INTO builds (request, builder, number, worker, lease, started_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
-                )?
-                .query_row(
-                    params![request, req.builder, number, worker, lease, now],
-                    |r| r.get(0),
-                )?;
-            tx.prepare_cached("UPDATE builders SET last_build = ?2 WHERE name = ?1")?
-                .execute(params![req.builder, id])?;
+            tx.execute(
+                "INSERT INTO builders (name) VALUES (?1) ON CONFLICT DO NOTHING",
+                &[&req.builder],
+            )?;
+            let number: u32 = tx.query_one(
+                "UPDATE builders SET next_number = next_number + 1 WHERE name = ?1
+                 RETURNING next_number - 1",
+                &[&req.builder],
+                |r| r.get(0),
+            )?;
+            let id: BuildId = tx.query_one(
+                "INSERT INTO builds (request, builder, number, worker, lease, started_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                &[&request, &req.builder, &number, &worker, &lease, &now],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "UPDATE builders SET last_build = ?2 WHERE name = ?1",
+                &[&req.builder, &id],
+            )?;
             Ok((id, number))
         })
         .await
@@ -268,8 +272,10 @@ impl Store {
     ) -> Result<()> {
         self.write(move |tx| {
             check_lease(tx, build, lease)?;
-            tx.prepare_cached("UPDATE builds SET properties = ?2 WHERE id = ?1")?
-                .execute(params![build, json_out(&properties)?])?;
+            tx.execute(
+                "UPDATE builds SET properties = ?2 WHERE id = ?1",
+                &[&build, &json_out(&properties)?],
+            )?;
             Ok(())
         })
         .await
@@ -280,8 +286,10 @@ impl Store {
         let state = state.to_owned();
         self.write(move |tx| {
             check_lease(tx, build, lease)?;
-            tx.prepare_cached("UPDATE builds SET state_string = ?2 WHERE id = ?1")?
-                .execute(params![build, state])?;
+            tx.execute(
+                "UPDATE builds SET state_string = ?2 WHERE id = ?1",
+                &[&build, &state],
+            )?;
             Ok(())
         })
         .await
@@ -299,13 +307,12 @@ impl Store {
         let name = name.to_owned();
         self.write(move |tx| {
             check_lease(tx, build, lease)?;
-            let id: Option<StepId> = tx
-                .prepare_cached(
-                    "INSERT INTO steps (build, number, name, started_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT DO NOTHING RETURNING id",
-                )?
-                .query_row(params![build, index, name, now], |r| r.get(0))
-                .optional()?;
+            let id: Option<StepId> = tx.query_opt(
+                "INSERT INTO steps (build, number, name, started_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO NOTHING RETURNING id",
+                &[&build, &index, &name, &now],
+                |r| r.get(0),
+            )?;
             id.ok_or(Error::StepExists { build, index })
         })
         .await
@@ -323,8 +330,10 @@ impl Store {
         self.write(move |tx| {
             check_lease(tx, build, lease)?;
             let step = step_id(tx, build, index)?;
-            tx.prepare_cached("UPDATE steps SET description = ?2 WHERE id = ?1")?
-                .execute(params![step, description])?;
+            tx.execute(
+                "UPDATE steps SET description = ?2 WHERE id = ?1",
+                &[&step, &description],
+            )?;
             Ok(())
         })
         .await
@@ -341,14 +350,15 @@ impl Store {
         self.write(move |tx| {
             check_lease(tx, build, lease)?;
             let step = step_id(tx, build, index)?;
-            let mut urls: Vec<StepUrl> = tx
-                .prepare_cached("SELECT urls FROM steps WHERE id = ?1")?
-                .query_row([step], |r| json_in(r, 0))?;
-            urls.push(url);
-            let json = serde_json::to_string(&urls)
-                .map_err(|e| Error::Invalid(format!("unserializable step URL: {e}")))?;
-            tx.prepare_cached("UPDATE steps SET urls = ?2 WHERE id = ?1")?
-                .execute(params![step, json])?;
+            let mut urls: Vec<StepUrl> =
+                tx.query_one("SELECT urls FROM steps WHERE id = ?1", &[&step], |r| {
+                    r.json(0)
+                })?;
+            urls.push(url.clone());
+            tx.execute(
+                "UPDATE steps SET urls = ?2 WHERE id = ?1",
+                &[&step, &json_out(&urls)?],
+            )?;
             Ok(())
         })
         .await
@@ -367,20 +377,19 @@ impl Store {
     ) -> Result<()> {
         self.write(move |tx| {
             check_lease(tx, build, lease)?;
-            let n = tx
-                .prepare_cached(
-                    "UPDATE steps SET finished_at = ?3, result = ?4,
-                         description = COALESCE(?5, description), hidden = ?6
-                     WHERE build = ?1 AND number = ?2",
-                )?
-                .execute(params![
-                    build,
-                    index,
-                    now,
-                    outcome.result,
-                    outcome.description,
-                    outcome.hidden
-                ])?;
+            let n = tx.execute(
+                "UPDATE steps SET finished_at = ?3, result = ?4,
+                     description = COALESCE(?5, description), hidden = ?6
+                 WHERE build = ?1 AND number = ?2",
+                &[
+                    &build,
+                    &index,
+                    &now,
+                    &outcome.result,
+                    &outcome.description,
+                    &outcome.hidden,
+                ],
+            )?;
             if n == 0 {
                 return Err(Error::StepNotFound { build, index });
             }
@@ -404,9 +413,10 @@ impl Store {
         self.write(move |tx| {
             check_lease(tx, build, lease)?;
             close_build(tx, build, result, None, now)?;
-            let request: RequestId = tx
-                .prepare_cached("SELECT request FROM builds WHERE id = ?1")?
-                .query_row([build], |r| r.get(0))?;
+            let request: RequestId =
+                tx.query_one("SELECT request FROM builds WHERE id = ?1", &[&build], |r| {
+                    r.get(0)
+                })?;
             match result {
                 BuildResult::Retry => requeue_with(tx, request),
                 _ => complete_with(tx, request, result, now),
@@ -421,30 +431,34 @@ impl Store {
     /// dispatch of the previous run). Nothing is lost; the old leases are dead, so a worker
     /// of the previous run cannot write any more.
     ///
-    /// Assumes one master per database, which is what SQLite is for.
+    /// Assumes one master per database (also on PostgreSQL: a second master starting
+    /// would interrupt the first one's builds).
     pub async fn mark_interrupted_builds(
         &self,
         result: BuildResult,
         now: Timestamp,
     ) -> Result<Interrupted> {
         self.write(move |tx| {
-            let builds: Vec<BuildId> = tx
-                .prepare("SELECT id FROM builds WHERE finished_at IS NULL ORDER BY id")?
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+            let builds: Vec<BuildId> = tx.query_all(
+                "SELECT id FROM builds WHERE finished_at IS NULL ORDER BY id",
+                &[],
+                |r| r.get(0),
+            )?;
             for &b in &builds {
                 close_build(tx, b, result, Some("interrupted: the master stopped"), now)?;
             }
-            let requeued: Vec<RequestId> = tx
-                .prepare(
-                    "UPDATE build_requests
-                     SET state = 'queued', claimed_by = NULL, claimed_at = NULL, merged_into = NULL
-                     WHERE state = 'claimed' RETURNING id",
-                )?
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+            let requeued: Vec<RequestId> = tx.query_all(
+                "UPDATE build_requests
+                 SET state = 'queued', claimed_by = NULL, claimed_at = NULL, merged_into = NULL
+                 WHERE state = 'claimed' RETURNING id",
+                &[],
+                |r| r.get(0),
+            )?;
             // Logs of builds finished normally but whose writer never finished.
-            tx.execute("UPDATE logs SET finished = TRUE WHERE finished = FALSE", [])?;
+            tx.execute(
+                "UPDATE logs SET finished = TRUE WHERE finished = FALSE",
+                &[],
+            )?;
             let mut requeued = requeued;
             requeued.sort();
             Ok(Interrupted { builds, requeued })
@@ -458,26 +472,29 @@ impl Store {
             let Some(build) = get_build_row(tx, id)? else {
                 return Ok(None);
             };
-            let steps: Vec<Step> = tx
-                .prepare_cached(&format!(
-                    "SELECT {STEP_COLS} FROM steps WHERE build = ?1 ORDER BY number"
-                ))?
-                .query_map([id], step_from_row)?
-                .collect::<rusqlite::Result<_>>()?;
+            let steps: Vec<Step> = tx.query_all(
+                &format!("SELECT {STEP_COLS} FROM steps WHERE build = ?1 ORDER BY number"),
+                &[&id],
+                step_from_row,
+            )?;
             let mut logs: HashMap<StepId, Vec<LogInfo>> = HashMap::new();
             let cols = LOG_COLS
                 .split(", ")
                 .map(|c| format!("l.{c}"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let mut stmt = tx.prepare_cached(&format!(
-                "SELECT {cols} FROM logs l JOIN steps s ON s.id = l.step
-                 WHERE s.build = ?1 ORDER BY l.id"
-            ))?;
-            for log in stmt.query_map([id], log_from_row)? {
-                let log = log?;
-                logs.entry(log.step).or_default().push(log);
-            }
+            tx.query_each(
+                &format!(
+                    "SELECT {cols} FROM logs l JOIN steps s ON s.id = l.step
+                     WHERE s.build = ?1 ORDER BY l.id"
+                ),
+                &[&id],
+                |r| {
+                    let log = log_from_row(r)?;
+                    logs.entry(log.step).or_default().push(log);
+                    Ok(true)
+                },
+            )?;
             let steps = steps
                 .into_iter()
                 .map(|step| StepDetails {
@@ -494,12 +511,11 @@ impl Store {
     pub async fn find_build(&self, builder: &str, number: u32) -> Result<Option<Build>> {
         let builder = builder.to_owned();
         self.read(move |tx| {
-            Ok(tx
-                .prepare_cached(&format!(
-                    "SELECT {BUILD_COLS} FROM builds WHERE builder = ?1 AND number = ?2"
-                ))?
-                .query_row(params![builder, number], build_from_row)
-                .optional()?)
+            tx.query_opt(
+                &format!("SELECT {BUILD_COLS} FROM builds WHERE builder = ?1 AND number = ?2"),
+                &[&builder, &number],
+                build_from_row,
+            )
         })
         .await
     }
@@ -515,25 +531,22 @@ impl Store {
     ) -> Result<Vec<Build>> {
         let builder = builder.map(str::to_owned);
         let limit = limit.min(MAX_PAGE);
-        // u64::MAX does not fit an SQLite integer; i64::MAX is above every id.
+        // u64::MAX does not fit a database integer; i64::MAX is above every id.
         let before = before.map_or(i64::MAX, |b| i64::try_from(b.0).unwrap_or(i64::MAX));
-        self.read(move |tx| {
-            let rows = match builder {
-                Some(builder) => tx
-                    .prepare_cached(&format!(
-                        "SELECT {BUILD_COLS} FROM builds WHERE builder = ?1 AND id < ?2
+        self.read(move |tx| match builder {
+            Some(builder) => tx.query_all(
+                &format!(
+                    "SELECT {BUILD_COLS} FROM builds WHERE builder = ?1 AND id < ?2
                          ORDER BY id DESC LIMIT ?3"
-                    ))?
-                    .query_map(params![builder, before, limit], build_from_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()?,
-                None => tx
-                    .prepare_cached(&format!(
-                        "SELECT {BUILD_COLS} FROM builds WHERE id < ?1 ORDER BY id DESC LIMIT ?2"
-                    ))?
-                    .query_map(params![before, limit], build_from_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()?,
-            };
-            Ok(rows)
+                ),
+                &[&builder, &before, &limit],
+                build_from_row,
+            ),
+            None => tx.query_all(
+                &format!("SELECT {BUILD_COLS} FROM builds WHERE id < ?1 ORDER BY id DESC LIMIT ?2"),
+                &[&before, &limit],
+                build_from_row,
+            ),
         })
         .await
     }
@@ -542,10 +555,11 @@ impl Store {
     /// main request's builds), oldest first.
     pub async fn builds_of_request(&self, request: RequestId) -> Result<Vec<BuildId>> {
         self.read(move |tx| {
-            Ok(tx
-                .prepare_cached("SELECT id FROM builds WHERE request = ?1 ORDER BY id")?
-                .query_map([request], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?)
+            tx.query_all(
+                "SELECT id FROM builds WHERE request = ?1 ORDER BY id",
+                &[&request],
+                |r| r.get(0),
+            )
         })
         .await
     }
@@ -553,12 +567,11 @@ impl Store {
     /// Builds not finished yet, oldest first.
     pub async fn running_builds(&self) -> Result<Vec<Build>> {
         self.read(|tx| {
-            Ok(tx
-                .prepare_cached(&format!(
-                    "SELECT {BUILD_COLS} FROM builds WHERE finished_at IS NULL ORDER BY id"
-                ))?
-                .query_map([], build_from_row)?
-                .collect::<rusqlite::Result<_>>()?)
+            tx.query_all(
+                &format!("SELECT {BUILD_COLS} FROM builds WHERE finished_at IS NULL ORDER BY id"),
+                &[],
+                build_from_row,
+            )
         })
         .await
     }
@@ -568,22 +581,21 @@ impl Store {
     pub async fn builders_summary(&self) -> Result<Vec<BuilderSummary>> {
         self.read(|tx| {
             let mut out: BTreeMap<String, BuilderSummary> = BTreeMap::new();
-            let known: Vec<(String, u32, Option<BuildId>)> = tx
-                .prepare_cached("SELECT name, next_number, last_build FROM builders")?
-                .query_map([], |r| Ok((r.get(0)?, u32_in(r, 1)?, r.get(2)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut last_finished = tx.prepare_cached(&format!(
+            let known: Vec<(String, u32, Option<BuildId>)> = tx.query_all(
+                "SELECT name, next_number, last_build FROM builders",
+                &[],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let last_finished_sql = format!(
                 "SELECT {BUILD_COLS} FROM builds WHERE builder = ?1 AND finished_at IS NOT NULL
                  ORDER BY id DESC LIMIT 1"
-            ))?;
+            );
             for (name, next, last) in known {
                 let last_build = match last {
                     Some(id) => get_build_row(tx, id)?,
                     None => None,
                 };
-                let last_finished = last_finished
-                    .query_row([&name], build_from_row)
-                    .optional()?;
+                let last_finished = tx.query_opt(&last_finished_sql, &[&name], build_from_row)?;
                 out.insert(
                     name.clone(),
                     BuilderSummary {
@@ -595,12 +607,12 @@ impl Store {
                     },
                 );
             }
-            let mut stmt = tx.prepare_cached(
+            let rows: Vec<(String, u64)> = tx.query_all(
                 "SELECT builder, COUNT(*) FROM build_requests WHERE state = 'queued' GROUP BY builder",
+                &[],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-            for row in rows {
-                let (name, n) = row?;
+            for (name, n) in rows {
                 out.entry(name.clone())
                     .or_insert_with(|| BuilderSummary {
                         name,
@@ -609,7 +621,7 @@ impl Store {
                         last_finished: None,
                         queued: 0,
                     })
-                    .queued = u64::try_from(n).unwrap_or(0);
+                    .queued = n;
             }
             Ok(out.into_values().collect())
         })
@@ -619,25 +631,25 @@ impl Store {
 
 /// Finishes a build row, its open steps and its open logs.
 fn close_build(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     build: BuildId,
     result: BuildResult,
     state: Option<&str>,
     now: Timestamp,
 ) -> Result<()> {
-    tx.prepare_cached(
+    tx.execute(
         "UPDATE steps SET finished_at = ?2, result = ?3 WHERE build = ?1 AND finished_at IS NULL",
-    )?
-    .execute(params![build, now, result])?;
-    tx.prepare_cached(
+        &[&build, &now, &result],
+    )?;
+    tx.execute(
         "UPDATE logs SET finished = TRUE
          WHERE finished = FALSE AND step IN (SELECT id FROM steps WHERE build = ?1)",
-    )?
-    .execute([build])?;
-    tx.prepare_cached(
+        &[&build],
+    )?;
+    tx.execute(
         "UPDATE builds SET finished_at = ?2, result = ?3, state_string = COALESCE(?4, state_string)
          WHERE id = ?1",
-    )?
-    .execute(params![build, now, result, state])?;
+        &[&build, &now, &result, &state],
+    )?;
     Ok(())
 }

@@ -2,11 +2,11 @@
 //! new revision are stored in one transaction, as are a timer's firing and the requests it
 //! submits: a restart in between can neither lose nor repeat them.
 
+use crate::db::{Row, Tx};
 use crate::error::{Error, Result};
 use crate::requests::insert_request;
 use crate::types::{ChangeId, RequestId, Timestamp};
 use crate::{NewRequest, Store};
-use rusqlite::{params, OptionalExtension, Transaction};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -126,7 +126,7 @@ pub(crate) const CHANGE_COLS: &str =
     "id, repository, branch, revision, author, committed_at, comments, \
                            project, category, source, received_at";
 
-pub(crate) fn change_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Change> {
+pub(crate) fn change_from_row(r: &Row<'_>) -> Result<Change> {
     Ok(Change {
         id: r.get(0)?,
         repository: r.get(1)?,
@@ -143,77 +143,75 @@ pub(crate) fn change_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Change>
     })
 }
 
-fn insert_change(tx: &Transaction<'_>, c: &NewChange) -> Result<ChangeId> {
+fn insert_change(tx: &Tx<'_>, c: &NewChange) -> Result<ChangeId> {
     if c.repository.is_empty() || c.revision.is_empty() {
         return Err(Error::Invalid(
             "a change needs a repository and a revision".into(),
         ));
     }
-    let id: ChangeId = tx
-        .prepare_cached(
-            "INSERT INTO changes (repository, branch, revision, author, committed_at, comments,
-                                  project, category, source, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
-        )?
-        .query_row(
-            params![
-                c.repository,
-                c.branch,
-                c.revision,
-                c.author,
-                c.committed_at,
-                c.comments,
-                c.project,
-                c.category,
-                c.source,
-                c.received_at
-            ],
-            |r| r.get(0),
-        )?;
-    let mut file =
-        tx.prepare_cached("INSERT INTO change_files (change, position, path) VALUES (?1, ?2, ?3)")?;
+    let id: ChangeId = tx.query_one(
+        "INSERT INTO changes (repository, branch, revision, author, committed_at, comments,
+                              project, category, source, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
+        &[
+            &c.repository,
+            &c.branch,
+            &c.revision,
+            &c.author,
+            &c.committed_at,
+            &c.comments,
+            &c.project,
+            &c.category,
+            &c.source,
+            &c.received_at,
+        ],
+        |r| r.get(0),
+    )?;
     for (i, path) in c.files.iter().enumerate() {
-        file.execute(params![id, i as i64, path])?;
+        tx.execute(
+            "INSERT INTO change_files (change, position, path) VALUES (?1, ?2, ?3)",
+            &[&id, &(i as u64), path],
+        )?;
     }
     Ok(id)
 }
 
 /// Fills in the files of `changes`.
-fn load_files(tx: &Transaction<'_>, changes: &mut [Change]) -> Result<()> {
-    let mut stmt =
-        tx.prepare_cached("SELECT path FROM change_files WHERE change = ?1 ORDER BY position")?;
+fn load_files(tx: &Tx<'_>, changes: &mut [Change]) -> Result<()> {
     for c in changes {
-        c.files = stmt
-            .query_map([c.id], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+        c.files = tx.query_all(
+            "SELECT path FROM change_files WHERE change = ?1 ORDER BY position",
+            &[&c.id],
+            |r| r.get(0),
+        )?;
     }
     Ok(())
 }
 
 fn set_revision(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     poller: &str,
     branch: &str,
     revision: &str,
     now: Timestamp,
 ) -> Result<()> {
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO poller_state (poller, branch, revision, updated_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (poller, branch) DO UPDATE SET revision = excluded.revision,
                                                     updated_at = excluded.updated_at",
-    )?
-    .execute(params![poller, branch, revision, now])?;
+        &[&poller, &branch, &revision, &now],
+    )?;
     Ok(())
 }
 
 /// Whether a change of that repository, branch and revision is stored already.
-fn change_exists(tx: &Transaction, c: &NewChange) -> Result<bool> {
-    Ok(tx
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM changes
-                            WHERE repository = ?1 AND branch = ?2 AND revision = ?3)",
-        )?
-        .query_row(params![c.repository, c.branch, c.revision], |r| r.get(0))?)
+fn change_exists(tx: &Tx<'_>, c: &NewChange) -> Result<bool> {
+    tx.query_one(
+        "SELECT EXISTS (SELECT 1 FROM changes
+                        WHERE repository = ?1 AND branch = ?2 AND revision = ?3)",
+        &[&c.repository, &c.branch, &c.revision],
+        |r| r.get(0),
+    )
 }
 
 impl Store {
@@ -267,30 +265,31 @@ impl Store {
         self.write(move |tx| {
             let mut record = PushRecord::default();
             if let Some(m) = &mark {
-                let seen: Option<String> = tx
-                    .prepare_cached(
-                        "SELECT revision FROM poller_state WHERE poller = ?1 AND branch = ?2",
-                    )?
-                    .query_row(params![m.poller, m.branch], |r| r.get(0))
-                    .optional()?;
+                let seen: Option<String> = tx.query_opt(
+                    "SELECT revision FROM poller_state WHERE poller = ?1 AND branch = ?2",
+                    &[&m.poller, &m.branch],
+                    |r| r.get(0),
+                )?;
                 if seen.as_deref() == Some(m.revision.as_str()) {
                     record.already_polled = true;
                     return Ok(record);
                 }
-                let polled: bool = tx
-                    .prepare_cached("SELECT EXISTS (SELECT 1 FROM poller_state WHERE poller = ?1)")?
-                    .query_row([&m.poller], |r| r.get(0))?;
+                let polled: bool = tx.query_one(
+                    "SELECT EXISTS (SELECT 1 FROM poller_state WHERE poller = ?1)",
+                    &[&m.poller],
+                    |r| r.get(0),
+                )?;
                 if polled {
                     set_revision(tx, &m.poller, &m.branch, &m.revision, now)?;
                 }
             }
-            for c in changes {
-                if change_exists(tx, &c)? {
+            for c in &changes {
+                if change_exists(tx, c)? {
                     record.known += 1;
                     continue;
                 }
-                let id = insert_change(tx, &c)?;
-                record.stored.push((id, c));
+                let id = insert_change(tx, c)?;
+                record.stored.push((id, c.clone()));
             }
             Ok(record)
         })
@@ -304,14 +303,13 @@ impl Store {
         changes: Vec<ChangeId>,
     ) -> Result<BTreeMap<ChangeId, Vec<RequestId>>> {
         self.read(move |tx| {
-            let mut stmt = tx.prepare_cached(
-                "SELECT request FROM build_request_changes WHERE change = ?1 ORDER BY request",
-            )?;
             let mut out = BTreeMap::new();
             for c in changes {
-                let requests: Vec<RequestId> = stmt
-                    .query_map([c], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?;
+                let requests: Vec<RequestId> = tx.query_all(
+                    "SELECT request FROM build_request_changes WHERE change = ?1 ORDER BY request",
+                    &[&c],
+                    |r| r.get(0),
+                )?;
                 if !requests.is_empty() {
                     out.insert(c, requests);
                 }
@@ -324,10 +322,11 @@ impl Store {
     /// One change, with its files.
     pub async fn get_change(&self, id: ChangeId) -> Result<Option<Change>> {
         self.read(move |tx| {
-            let Some(c) = tx
-                .prepare_cached(&format!("SELECT {CHANGE_COLS} FROM changes WHERE id = ?1"))?
-                .query_row([id], change_from_row)
-                .optional()?
+            let Some(c) = tx.query_opt(
+                &format!("SELECT {CHANGE_COLS} FROM changes WHERE id = ?1"),
+                &[&id],
+                change_from_row,
+            )?
             else {
                 return Ok(None);
             };
@@ -345,12 +344,13 @@ impl Store {
         let limit = limit.min(crate::builds::MAX_PAGE);
         let before = before.map_or(i64::MAX, |b| i64::try_from(b.0).unwrap_or(i64::MAX));
         self.read(move |tx| {
-            let mut changes: Vec<Change> = tx
-                .prepare_cached(&format!(
+            let mut changes: Vec<Change> = tx.query_all(
+                &format!(
                     "SELECT {CHANGE_COLS} FROM changes WHERE id < ?1 ORDER BY id DESC LIMIT ?2"
-                ))?
-                .query_map(params![before, limit], change_from_row)?
-                .collect::<rusqlite::Result<_>>()?;
+                ),
+                &[&before, &limit],
+                change_from_row,
+            )?;
             load_files(tx, &mut changes)?;
             Ok(changes)
         })
@@ -360,8 +360,8 @@ impl Store {
     /// The changes a build request carries, oldest first.
     pub async fn request_changes(&self, request: RequestId) -> Result<Vec<Change>> {
         self.read(move |tx| {
-            let mut changes: Vec<Change> = tx
-                .prepare_cached(&format!(
+            let mut changes: Vec<Change> = tx.query_all(
+                &format!(
                     "SELECT {} FROM changes c JOIN build_request_changes r ON r.change = c.id
                      WHERE r.request = ?1 ORDER BY c.id",
                     CHANGE_COLS
@@ -369,9 +369,10 @@ impl Store {
                         .map(|c| format!("c.{c}"))
                         .collect::<Vec<_>>()
                         .join(", ")
-                ))?
-                .query_map([request], change_from_row)?
-                .collect::<rusqlite::Result<_>>()?;
+                ),
+                &[&request],
+                change_from_row,
+            )?;
             load_files(tx, &mut changes)?;
             Ok(changes)
         })
@@ -379,9 +380,10 @@ impl Store {
     }
 
     /// Deletes a change no request or timer refers to (pruning old history); refused with
-    /// [`Error::Database`] (a foreign key) otherwise. Returns whether it existed.
+    /// a database error (a foreign key: [`Error::is_constraint_violation`]) otherwise.
+    /// Returns whether it existed.
     pub async fn delete_change(&self, id: ChangeId) -> Result<bool> {
-        self.write(move |tx| Ok(tx.execute("DELETE FROM changes WHERE id = ?1", [id])? == 1))
+        self.write(move |tx| Ok(tx.execute("DELETE FROM changes WHERE id = ?1", &[&id])? == 1))
             .await
     }
 
@@ -389,12 +391,11 @@ impl Store {
     pub async fn poller_revision(&self, poller: &str, branch: &str) -> Result<Option<String>> {
         let (poller, branch) = (poller.to_owned(), branch.to_owned());
         self.read(move |tx| {
-            Ok(tx
-                .prepare_cached(
-                    "SELECT revision FROM poller_state WHERE poller = ?1 AND branch = ?2",
-                )?
-                .query_row(params![poller, branch], |r| r.get(0))
-                .optional()?)
+            tx.query_opt(
+                "SELECT revision FROM poller_state WHERE poller = ?1 AND branch = ?2",
+                &[&poller, &branch],
+                |r| r.get(0),
+            )
         })
         .await
     }
@@ -403,10 +404,16 @@ impl Store {
     pub async fn poller_state(&self, poller: &str) -> Result<BTreeMap<String, String>> {
         let poller = poller.to_owned();
         self.read(move |tx| {
-            let mut stmt =
-                tx.prepare_cached("SELECT branch, revision FROM poller_state WHERE poller = ?1")?;
-            let rows = stmt.query_map([poller], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            let mut out = BTreeMap::new();
+            tx.query_each(
+                "SELECT branch, revision FROM poller_state WHERE poller = ?1",
+                &[&poller],
+                |r| {
+                    out.insert(r.get(0)?, r.get(1)?);
+                    Ok(true)
+                },
+            )?;
+            Ok(out)
         })
         .await
     }
@@ -435,19 +442,21 @@ impl Store {
     ) -> Result<()> {
         let scheduler = scheduler.to_owned();
         self.write(move |tx| {
-            tx.prepare_cached(
+            tx.execute(
                 "INSERT INTO scheduler_timers (scheduler, fires_at) VALUES (?1, ?2)
                  ON CONFLICT (scheduler) DO UPDATE SET fires_at = excluded.fires_at",
-            )?
-            .execute(params![scheduler, fires_at])?;
-            tx.prepare_cached("DELETE FROM scheduler_timer_changes WHERE scheduler = ?1")?
-                .execute([&scheduler])?;
-            let mut add = tx.prepare_cached(
-                "INSERT INTO scheduler_timer_changes (scheduler, change) VALUES (?1, ?2)
-                 ON CONFLICT DO NOTHING",
+                &[&scheduler, &fires_at],
+            )?;
+            tx.execute(
+                "DELETE FROM scheduler_timer_changes WHERE scheduler = ?1",
+                &[&scheduler],
             )?;
             for c in &changes {
-                add.execute(params![scheduler, c])?;
+                tx.execute(
+                    "INSERT INTO scheduler_timer_changes (scheduler, change) VALUES (?1, ?2)
+                     ON CONFLICT DO NOTHING",
+                    &[&scheduler, c],
+                )?;
             }
             Ok(())
         })
@@ -458,9 +467,12 @@ impl Store {
     pub async fn scheduler_timers(&self) -> Result<Vec<SchedulerTimer>> {
         self.read(|tx| {
             let mut timers: BTreeMap<String, SchedulerTimer> = BTreeMap::new();
-            let mut stmt = tx.prepare_cached("SELECT scheduler, fires_at FROM scheduler_timers")?;
-            for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))? {
-                let (scheduler, fires_at) = row?;
+            let rows: Vec<(String, Timestamp)> = tx.query_all(
+                "SELECT scheduler, fires_at FROM scheduler_timers",
+                &[],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            for (scheduler, fires_at) in rows {
                 timers.insert(
                     scheduler.clone(),
                     SchedulerTimer {
@@ -470,11 +482,12 @@ impl Store {
                     },
                 );
             }
-            let mut stmt = tx.prepare_cached(
+            let rows: Vec<(String, ChangeId)> = tx.query_all(
                 "SELECT scheduler, change FROM scheduler_timer_changes ORDER BY scheduler, change",
+                &[],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))? {
-                let (scheduler, change) = row?;
+            for (scheduler, change) in rows {
                 if let Some(t) = timers.get_mut(&scheduler) {
                     t.changes.push(change);
                 }
@@ -490,7 +503,7 @@ impl Store {
         self.write(move |tx| {
             Ok(tx.execute(
                 "DELETE FROM scheduler_timers WHERE scheduler = ?1",
-                [scheduler],
+                &[&scheduler],
             )? == 1)
         })
         .await
@@ -506,7 +519,7 @@ impl Store {
         self.write(move |tx| {
             tx.execute(
                 "DELETE FROM scheduler_timers WHERE scheduler = ?1",
-                [&scheduler],
+                &[&scheduler],
             )?;
             requests.iter().map(|r| insert_request(tx, r)).collect()
         })

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 /// panic.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The database file could not be opened or created.
+    /// The SQLite database file could not be opened or created.
     #[error("cannot open the database {path}: {source}")]
     Open {
         /// The file.
@@ -17,12 +17,23 @@ pub enum Error {
         /// What SQLite said.
         source: rusqlite::Error,
     },
+    /// The PostgreSQL server could not be reached or refused the connection.
+    #[error("cannot connect to PostgreSQL at {url}: {source}")]
+    Connect {
+        /// The database URL, its password masked.
+        url: String,
+        /// What the client said.
+        source: postgres::Error,
+    },
     /// A database URL abo does not know how to open.
-    #[error("unsupported database {0:?}: give a file path or a sqlite: URL (PostgreSQL is not supported yet)")]
+    #[error("unsupported database {0:?}: give a file path, a sqlite:PATH URL or a postgresql://USER@HOST/DB URL")]
     UnsupportedDatabase(String),
     /// SQLite refused or failed a statement.
     #[error("database error: {0}")]
     Database(rusqlite::Error),
+    /// PostgreSQL refused or failed a statement (a constraint, a lost connection, ...).
+    #[error("PostgreSQL error: {}", postgres_message(.0))]
+    Postgres(postgres::Error),
     /// The database was migrated by a newer abo.
     #[error("the database schema is at version {found}, newer than this abo knows ({known}); use a newer abo")]
     SchemaTooNew {
@@ -145,6 +156,42 @@ impl From<rusqlite::Error> for Error {
             }
             other => Error::Database(other),
         }
+    }
+}
+
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Self {
+        Error::Postgres(e)
+    }
+}
+
+impl Error {
+    /// Whether the database refused the statement for a constraint (a foreign key, a unique
+    /// key): the same question on both backends.
+    pub fn is_constraint_violation(&self) -> bool {
+        match self {
+            Error::Database(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::ConstraintViolation
+            }
+            Error::Postgres(e) => e.code().is_some_and(|c| c.code().starts_with("23")),
+            _ => false,
+        }
+    }
+}
+
+/// The server's message with its detail, rather than the client's bare "db error".
+fn postgres_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!(
+                "{} ({}; SQLSTATE {})",
+                db.message(),
+                detail,
+                db.code().code()
+            ),
+            None => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        },
+        None => e.to_string(),
     }
 }
 

@@ -1,14 +1,36 @@
-//! abo's store: every SQL statement of abo lives in this crate. An SQLite file in the master
-//! directory (WAL mode) holds build requests, builds, steps, logs, changes, pollers' last
-//! seen revisions, scheduler timers and users; migrations are embedded, versioned and
+//! abo's store: every SQL statement of abo lives in this crate. A database holds build
+//! requests, builds, steps, logs, changes, pollers' last seen revisions, scheduler timers
+//! and users: an SQLite file in the master directory (WAL mode; the default), or a
+//! PostgreSQL database (`postgresql://` URL) when one master is not enough or the database
+//! should live elsewhere. Migrations are embedded per backend (same versions), versioned and
 //! applied when the store opens.
+//!
+//! # Backends
+//!
+//! Every query is written once, with `?N` placeholders, against a thin neutral layer
+//! (`db::Tx`: `execute`, `query_one/opt/all/each`, rows with typed `get`) that runs it on
+//! SQLite or, with the placeholders turned into `$N` and the statement prepared once per
+//! connection, on PostgreSQL. The SQL sticks to what both accept (`ON CONFLICT`,
+//! `RETURNING`, `TRUE`/`FALSE`, `EXISTS`).
+//!
+//! - SQLite: one writer connection (writes are short transactions, serialized in-process,
+//!   IMMEDIATE so that two processes on one file queue) and a few pooled reader connections
+//!   (WAL lets them read while a write is in progress).
+//! - PostgreSQL: a small pool of connections; writes are SERIALIZABLE transactions, run
+//!   again when the server reports a serialization failure or a deadlock, so that every
+//!   read-then-write (a claim, a lease check, a build number) stays atomic between several
+//!   masters; reads are read-only REPEATABLE READ snapshots. [`Store::open`] takes libpq-style
+//!   URLs as the `postgres` crate parses them: `postgresql://user:password@host:port/db`,
+//!   a Unix socket directory as `postgresql://user@%2Frun%2Fpostgresql/db` or
+//!   `postgresql://user@/db?host=/run/postgresql`, and parameters such as `port`,
+//!   `connect_timeout`, `application_name`, `options`. TLS is not supported (connect over a
+//!   Unix socket, a private network or a tunnel). Messages show the URL with its password
+//!   masked ([`Store::location`]).
 //!
 //! # Principal types
 //!
 //! - [`Store`]: the handle (cheap to clone) with one async method per operation. Statements
-//!   run on tokio's blocking pool: one writer connection (writes are short transactions,
-//!   serialized in-process) and a few pooled reader connections (WAL lets them read while
-//!   a write is in progress).
+//!   run on tokio's blocking pool.
 //! - Build requests ([`NewRequest`], [`BuildRequest`]): `queued → claimed → complete`.
 //!   [`Store::claim_request`] is atomic (one of two claimers wins), a claim carries a
 //!   [`Lease`], and builds, steps and logs are written only with the lease of their build
@@ -50,9 +72,12 @@
 pub mod bench_seed;
 mod builds;
 mod changes;
+mod db;
 mod error;
 mod logs;
+mod pg;
 mod requests;
+mod schema;
 mod sqlite;
 mod types;
 mod users;
@@ -76,27 +101,100 @@ pub use types::{
 pub use users::User;
 pub use views::StatusStamp;
 
-/// Migrations: the embedded list and how to apply it, for tooling and tests.
+/// Migrations: the embedded lists and how to apply them, for tooling and tests.
 pub mod migrations {
-    pub use crate::sqlite::{
-        latest_version, migrate_file, schema_version, Migration, DEFAULT_FILE_NAME, MIGRATIONS,
-    };
+    pub use crate::schema::{latest_version, Migration, MIGRATIONS, POSTGRES_MIGRATIONS};
+    pub use crate::sqlite::{migrate_file, schema_version, DEFAULT_FILE_NAME};
+    use crate::{blocking, Location, Result};
+
+    /// Applies the migrations up to `target` (all when `None`) to the database named by
+    /// `url_or_path` (what [`Store::open`](crate::Store::open) accepts), in one
+    /// transaction; returns the version reached. Prepares a database at an older version.
+    pub async fn migrate(url_or_path: &str, target: Option<u32>) -> Result<u32> {
+        match Location::parse(url_or_path)? {
+            Location::Sqlite(path) => blocking(move || migrate_file(&path, target)).await,
+            Location::Postgres(url) => blocking(move || crate::pg::migrate_url(&url, target)).await,
+        }
+    }
+
+    /// The schema version of the database named by `url_or_path`, without migrating it (0
+    /// for a new one).
+    pub async fn version(url_or_path: &str) -> Result<u32> {
+        match Location::parse(url_or_path)? {
+            Location::Sqlite(path) => blocking(move || schema_version(&path)).await,
+            Location::Postgres(url) => blocking(move || crate::pg::schema_version_url(&url)).await,
+        }
+    }
 }
 
-use sqlite::Db;
-use std::path::Path;
+use db::Tx;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// What [`Store::open`] was given, parsed.
+enum Location {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Location {
+    fn parse(url_or_path: &str) -> Result<Location> {
+        if pg::is_url(url_or_path) {
+            Ok(Location::Postgres(url_or_path.to_owned()))
+        } else if pg::is_scheme(url_or_path) {
+            // `postgres:db` without `//` is a mistake, not a file to create.
+            Err(Error::UnsupportedDatabase(url_or_path.to_owned()))
+        } else {
+            sqlite::resolve_location(url_or_path).map(Location::Sqlite)
+        }
+    }
+}
+
+/// `url_or_path` as messages may show it: a PostgreSQL URL with its password masked
+/// (`postgresql://abo:***@db/abo`), anything else unchanged.
+pub fn masked_location(url_or_path: &str) -> String {
+    if pg::is_url(url_or_path) {
+        pg::mask_url(url_or_path)
+    } else {
+        url_or_path.to_owned()
+    }
+}
+
+/// The open database, on one backend or the other.
+enum Backend {
+    Sqlite(sqlite::Db),
+    Postgres(pg::Db),
+}
+
+impl Backend {
+    /// Runs `f` in a write transaction and commits if it returns `Ok`. `FnMut`: PostgreSQL
+    /// may run it again after a serialization failure, so it must not consume its captures.
+    fn write<T>(&self, f: impl FnMut(&Tx<'_>) -> Result<T>) -> Result<T> {
+        match self {
+            Backend::Sqlite(db) => db.write(f),
+            Backend::Postgres(db) => db.write(f),
+        }
+    }
+
+    /// Runs `f` in a read transaction (one consistent snapshot).
+    fn read<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        match self {
+            Backend::Sqlite(db) => db.read(f),
+            Backend::Postgres(db) => db.read(f),
+        }
+    }
+}
 
 /// The handle to abo's database. Clones share the connections.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Db>,
+    db: Arc<Backend>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("path", &self.db.path())
+            .field("location", &self.location())
             .finish()
     }
 }
@@ -104,25 +202,45 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (creating it if needed) the database named by `url_or_path` and applies the
     /// pending migrations. Accepted: a file path, a directory (the file
-    /// [`migrations::DEFAULT_FILE_NAME`] in it, the master directory's default), or
-    /// `sqlite:PATH` / `sqlite://PATH`. `postgres://` URLs are refused with
-    /// [`Error::UnsupportedDatabase`] until that backend exists.
+    /// [`migrations::DEFAULT_FILE_NAME`] in it, the master directory's default),
+    /// `sqlite:PATH` / `sqlite://PATH`, or a `postgres://` / `postgresql://` URL of an
+    /// existing database (see the crate documentation, "Backends"). Anything else is
+    /// [`Error::UnsupportedDatabase`]; a server that cannot be reached is
+    /// [`Error::Connect`].
     pub async fn open(url_or_path: &str) -> Result<Store> {
-        let path = sqlite::resolve_location(url_or_path)?;
-        let db = blocking(move || Db::open(path)).await?;
+        let db = match Location::parse(url_or_path)? {
+            Location::Sqlite(path) => {
+                Backend::Sqlite(blocking(move || sqlite::Db::open(path)).await?)
+            }
+            Location::Postgres(url) => {
+                Backend::Postgres(blocking(move || pg::Db::open(&url)).await?)
+            }
+        };
         Ok(Store { db: Arc::new(db) })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        self.db.path()
+    /// The SQLite database file; `None` on PostgreSQL.
+    pub fn path(&self) -> Option<&Path> {
+        match &*self.db {
+            Backend::Sqlite(db) => Some(db.path()),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// Where the database is, for messages: the SQLite file, or the PostgreSQL URL with its
+    /// password masked.
+    pub fn location(&self) -> String {
+        match &*self.db {
+            Backend::Sqlite(db) => db.path().display().to_string(),
+            Backend::Postgres(db) => db.location().to_owned(),
+        }
     }
 
     /// Runs `f` in a write transaction on the blocking pool.
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+        F: FnMut(&Tx<'_>) -> Result<T> + Send + 'static,
     {
         let db = self.db.clone();
         blocking(move || db.write(f)).await
@@ -132,14 +250,14 @@ impl Store {
     async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T> + Send + 'static,
     {
         let db = self.db.clone();
         blocking(move || db.read(f)).await
     }
 }
 
-/// Runs blocking work (SQLite, compression) off the async threads.
+/// Runs blocking work (database calls, compression) off the async threads.
 async fn blocking<T, F>(f: F) -> Result<T>
 where
     T: Send + 'static,

@@ -1,11 +1,10 @@
 //! Build requests: submitted (durable when [`Store::submit_request`] returns), claimed by one
 //! dispatch with a lease, completed with a result, or put back in the queue.
 
+use crate::db::{json_out, Row, Tx};
 use crate::error::{Error, Result};
-use crate::sqlite::{json_in, json_out};
 use crate::types::{BuildId, BuildResult, ChangeId, Lease, RequestId, RequestState, Timestamp};
 use crate::Store;
-use rusqlite::{params, OptionalExtension, Transaction};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -69,11 +68,11 @@ pub struct BuildRequest {
 const REQUEST_COLS: &str = "id, builder, properties, reason, submitted_at, state, claimed_by, \
                             claimed_at, merged_into, completed_at, result";
 
-fn request_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRequest> {
+fn request_from_row(r: &Row<'_>) -> Result<BuildRequest> {
     Ok(BuildRequest {
         id: r.get(0)?,
         builder: r.get(1)?,
-        properties: json_in(r, 2)?,
+        properties: r.json(2)?,
         reason: r.get(3)?,
         submitted_at: r.get(4)?,
         state: r.get(5)?,
@@ -87,87 +86,83 @@ fn request_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRequest> {
 }
 
 /// Inserts a request and its change links; shared by submitting and by firing a timer.
-pub(crate) fn insert_request(tx: &Transaction<'_>, req: &NewRequest) -> Result<RequestId> {
+pub(crate) fn insert_request(tx: &Tx<'_>, req: &NewRequest) -> Result<RequestId> {
     if req.builder.is_empty() {
         return Err(Error::Invalid("a build request needs a builder".into()));
     }
-    let id: RequestId = tx
-        .prepare_cached(
-            "INSERT INTO build_requests (builder, properties, reason, submitted_at, state)
-             VALUES (?1, ?2, ?3, ?4, 'queued') RETURNING id",
-        )?
-        .query_row(
-            params![
-                req.builder,
-                json_out(&req.properties)?,
-                req.reason,
-                req.submitted_at
-            ],
-            |r| r.get(0),
-        )?;
-    let mut link = tx.prepare_cached(
-        "INSERT INTO build_request_changes (request, change) VALUES (?1, ?2)
-         ON CONFLICT DO NOTHING",
+    let id: RequestId = tx.query_one(
+        "INSERT INTO build_requests (builder, properties, reason, submitted_at, state)
+         VALUES (?1, ?2, ?3, ?4, 'queued') RETURNING id",
+        &[
+            &req.builder,
+            &json_out(&req.properties)?,
+            &req.reason,
+            &req.submitted_at,
+        ],
+        |r| r.get(0),
     )?;
     for change in &req.changes {
-        link.execute(params![id, change])?;
+        tx.execute(
+            "INSERT INTO build_request_changes (request, change) VALUES (?1, ?2)
+             ON CONFLICT DO NOTHING",
+            &[&id, change],
+        )?;
     }
     Ok(id)
 }
 
-fn get_request(tx: &Transaction<'_>, id: RequestId) -> Result<Option<BuildRequest>> {
-    let req = tx
-        .prepare_cached(&format!(
-            "SELECT {REQUEST_COLS} FROM build_requests WHERE id = ?1"
-        ))?
-        .query_row([id], request_from_row)
-        .optional()?;
-    let Some(mut req) = req else { return Ok(None) };
-    let mut stmt = tx.prepare_cached(
-        "SELECT change FROM build_request_changes WHERE request = ?1 ORDER BY change",
+fn get_request(tx: &Tx<'_>, id: RequestId) -> Result<Option<BuildRequest>> {
+    let req = tx.query_opt(
+        &format!("SELECT {REQUEST_COLS} FROM build_requests WHERE id = ?1"),
+        &[&id],
+        request_from_row,
     )?;
-    req.changes = stmt
-        .query_map([id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let Some(mut req) = req else { return Ok(None) };
+    req.changes = tx.query_all(
+        "SELECT change FROM build_request_changes WHERE request = ?1 ORDER BY change",
+        &[&id],
+        |r| r.get(0),
+    )?;
     Ok(Some(req))
 }
 
 /// The request, or [`Error::RequestNotFound`].
-pub(crate) fn require_request(tx: &Transaction<'_>, id: RequestId) -> Result<BuildRequest> {
+pub(crate) fn require_request(tx: &Tx<'_>, id: RequestId) -> Result<BuildRequest> {
     get_request(tx, id)?.ok_or(Error::RequestNotFound(id))
 }
 
 /// The unfinished build of a request, if any.
-pub(crate) fn running_build(tx: &Transaction<'_>, id: RequestId) -> Result<Option<BuildId>> {
-    Ok(tx
-        .prepare_cached("SELECT id FROM builds WHERE request = ?1 AND finished_at IS NULL LIMIT 1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?)
+pub(crate) fn running_build(tx: &Tx<'_>, id: RequestId) -> Result<Option<BuildId>> {
+    tx.query_opt(
+        "SELECT id FROM builds WHERE request = ?1 AND finished_at IS NULL LIMIT 1",
+        &[&id],
+        |r| r.get(0),
+    )
 }
 
 /// Completes a claimed request and those merged into it.
 pub(crate) fn complete_with(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     id: RequestId,
     result: BuildResult,
     now: Timestamp,
 ) -> Result<()> {
-    tx.prepare_cached(
+    tx.execute(
         "UPDATE build_requests SET state = 'complete', result = ?2, completed_at = ?3
          WHERE (id = ?1 OR merged_into = ?1) AND state <> 'complete'",
-    )?
-    .execute(params![id, result, now])?;
+        &[&id, &result, &now],
+    )?;
     Ok(())
 }
 
 /// Puts a claimed request, and those merged into it, back in the queue.
-pub(crate) fn requeue_with(tx: &Transaction<'_>, id: RequestId) -> Result<()> {
-    tx.prepare_cached(
+pub(crate) fn requeue_with(tx: &Tx<'_>, id: RequestId) -> Result<()> {
+    tx.execute(
         "UPDATE build_requests
          SET state = 'queued', claimed_by = NULL, claimed_at = NULL, merged_into = NULL
          WHERE (id = ?1 OR merged_into = ?1) AND state = 'claimed'",
-    )?
-    .execute([id])?;
+        &[&id],
+    )?;
     Ok(())
 }
 
@@ -200,24 +195,25 @@ impl Store {
     /// Every queued request, oldest first, with its change ids.
     pub async fn queued_requests(&self) -> Result<Vec<BuildRequest>> {
         self.read(|tx| {
-            let mut reqs: Vec<BuildRequest> = tx
-                .prepare_cached(&format!(
+            let mut reqs: Vec<BuildRequest> = tx.query_all(
+                &format!(
                     "SELECT {REQUEST_COLS} FROM build_requests WHERE state = 'queued' ORDER BY id"
-                ))?
-                .query_map([], request_from_row)?
-                .collect::<rusqlite::Result<_>>()?;
+                ),
+                &[],
+                request_from_row,
+            )?;
             let mut changes: HashMap<RequestId, Vec<ChangeId>> = HashMap::new();
-            let mut stmt = tx.prepare_cached(
+            tx.query_each(
                 // Driven from the (small) queue, not from every link ever made.
                 "SELECT request, change FROM build_request_changes
                  WHERE request IN (SELECT id FROM build_requests WHERE state = 'queued')
                  ORDER BY request, change",
+                &[],
+                |r| {
+                    changes.entry(r.get(0)?).or_default().push(r.get(1)?);
+                    Ok(true)
+                },
             )?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            for row in rows {
-                let (req, change) = row?;
-                changes.entry(req).or_default().push(change);
-            }
             for req in &mut reqs {
                 req.changes = changes.remove(&req.id).unwrap_or_default();
             }
@@ -230,12 +226,11 @@ impl Store {
     /// the other [`Error::RequestState`] (also across processes sharing the file).
     pub async fn claim_request(&self, id: RequestId, lease: Lease, now: Timestamp) -> Result<()> {
         self.write(move |tx| {
-            let n = tx
-                .prepare_cached(
-                    "UPDATE build_requests SET state = 'claimed', claimed_by = ?2, claimed_at = ?3
-                     WHERE id = ?1 AND state = 'queued'",
-                )?
-                .execute(params![id, lease, now])?;
+            let n = tx.execute(
+                "UPDATE build_requests SET state = 'claimed', claimed_by = ?2, claimed_at = ?3
+                 WHERE id = ?1 AND state = 'queued'",
+                &[&id, &lease, &now],
+            )?;
             if n == 1 {
                 return Ok(());
             }
@@ -262,13 +257,12 @@ impl Store {
                     "build request {into} is itself merged; merge into the request it rides with"
                 )));
             }
-            let n = tx
-                .prepare_cached(
-                    "UPDATE build_requests
-                     SET state = 'claimed', claimed_by = ?2, claimed_at = ?3, merged_into = ?4
-                     WHERE id = ?1 AND state = 'queued'",
-                )?
-                .execute(params![id, target.claimed_by, now, into])?;
+            let n = tx.execute(
+                "UPDATE build_requests
+                 SET state = 'claimed', claimed_by = ?2, claimed_at = ?3, merged_into = ?4
+                 WHERE id = ?1 AND state = 'queued'",
+                &[&id, &target.claimed_by, &now, &into],
+            )?;
             if n == 1 {
                 return Ok(());
             }
@@ -296,7 +290,7 @@ impl Store {
                     "UPDATE build_requests
                      SET state = 'queued', claimed_by = NULL, claimed_at = NULL, merged_into = NULL
                      WHERE id = ?1",
-                    [id],
+                    &[&id],
                 )?;
                 return Ok(());
             }

@@ -6,7 +6,6 @@
 use crate::error::{Error, Result};
 use crate::types::Timestamp;
 use crate::Store;
-use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 /// A user, without the hash.
@@ -54,10 +53,10 @@ impl Store {
             let n = tx.execute(
                 "INSERT INTO users (name, password_hash, created_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT DO NOTHING",
-                params![name, hash, now],
+                &[&name, &hash, &now],
             )?;
             if n == 0 {
-                return Err(Error::UserExists(name));
+                return Err(Error::UserExists(name.clone()));
             }
             Ok(())
         })
@@ -71,7 +70,7 @@ impl Store {
         self.write(move |tx| {
             Ok(tx.execute(
                 "UPDATE users SET password_hash = ?2 WHERE name = ?1",
-                params![name, hash],
+                &[&name, &hash],
             )? == 1)
         })
         .await
@@ -81,10 +80,11 @@ impl Store {
     pub async fn password_hash(&self, name: &str) -> Result<Option<String>> {
         let name = name.to_owned();
         self.read(move |tx| {
-            Ok(tx
-                .prepare_cached("SELECT password_hash FROM users WHERE name = ?1")?
-                .query_row([name], |r| r.get(0))
-                .optional()?)
+            tx.query_opt(
+                "SELECT password_hash FROM users WHERE name = ?1",
+                &[&name],
+                |r| r.get(0),
+            )
         })
         .await
     }
@@ -92,15 +92,16 @@ impl Store {
     /// Every user, by name.
     pub async fn users(&self) -> Result<Vec<User>> {
         self.read(|tx| {
-            Ok(tx
-                .prepare_cached("SELECT name, created_at FROM users ORDER BY name")?
-                .query_map([], |r| {
+            tx.query_all(
+                "SELECT name, created_at FROM users ORDER BY name",
+                &[],
+                |r| {
                     Ok(User {
                         name: r.get(0)?,
                         created_at: r.get(1)?,
                     })
-                })?
-                .collect::<rusqlite::Result<_>>()?)
+                },
+            )
         })
         .await
     }
@@ -108,7 +109,7 @@ impl Store {
     /// Removes a user; returns whether it existed.
     pub async fn delete_user(&self, name: &str) -> Result<bool> {
         let name = name.to_owned();
-        self.write(move |tx| Ok(tx.execute("DELETE FROM users WHERE name = ?1", [name])? == 1))
+        self.write(move |tx| Ok(tx.execute("DELETE FROM users WHERE name = ?1", &[&name])? == 1))
             .await
     }
 
@@ -116,10 +117,9 @@ impl Store {
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
         let key = key.to_owned();
         self.read(move |tx| {
-            Ok(tx
-                .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
-                .query_row([key], |r| r.get(0))
-                .optional()?)
+            tx.query_opt("SELECT value FROM settings WHERE key = ?1", &[&key], |r| {
+                r.get(0)
+            })
         })
         .await
     }
@@ -131,7 +131,7 @@ impl Store {
             tx.execute(
                 "INSERT INTO settings (key, value) VALUES (?1, ?2)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![key, value],
+                &[&key, &value],
             )?;
             Ok(())
         })

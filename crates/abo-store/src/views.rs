@@ -5,10 +5,8 @@
 use crate::builds::{build_from_row, Build, BUILD_COLS};
 use crate::changes::{change_from_row, Change, CHANGE_COLS};
 use crate::error::Result;
-use crate::sqlite::u64_in;
 use crate::types::{BuildId, ChangeId};
 use crate::Store;
-use rusqlite::params;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -48,27 +46,27 @@ impl Store {
     /// as small as what runs and waits).
     pub async fn status_stamp(&self) -> Result<StatusStamp> {
         self.read(|tx| {
-            Ok(tx
-                .prepare_cached(
-                    "SELECT (SELECT COALESCE(MAX(id), 0) FROM builds),
-                            (SELECT COUNT(*) FROM builds WHERE finished_at IS NULL),
-                            (SELECT COALESCE(MAX(id), 0) FROM steps),
-                            (SELECT COUNT(*) FROM steps WHERE finished_at IS NULL),
-                            (SELECT COALESCE(MAX(id), 0) FROM build_requests),
-                            (SELECT COUNT(*) FROM build_requests WHERE state = 'queued'),
-                            (SELECT COALESCE(MAX(id), 0) FROM changes)",
-                )?
-                .query_row([], |r| {
+            tx.query_one(
+                "SELECT (SELECT COALESCE(MAX(id), 0) FROM builds),
+                        (SELECT COUNT(*) FROM builds WHERE finished_at IS NULL),
+                        (SELECT COALESCE(MAX(id), 0) FROM steps),
+                        (SELECT COUNT(*) FROM steps WHERE finished_at IS NULL),
+                        (SELECT COALESCE(MAX(id), 0) FROM build_requests),
+                        (SELECT COUNT(*) FROM build_requests WHERE state = 'queued'),
+                        (SELECT COALESCE(MAX(id), 0) FROM changes)",
+                &[],
+                |r| {
                     Ok(StatusStamp {
-                        last_build: u64_in(r, 0)?,
-                        running_builds: u64_in(r, 1)?,
-                        last_step: u64_in(r, 2)?,
-                        running_steps: u64_in(r, 3)?,
-                        last_request: u64_in(r, 4)?,
-                        queued: u64_in(r, 5)?,
-                        last_change: u64_in(r, 6)?,
+                        last_build: r.get(0)?,
+                        running_builds: r.get(1)?,
+                        last_step: r.get(2)?,
+                        running_steps: r.get(3)?,
+                        last_request: r.get(4)?,
+                        queued: r.get(5)?,
+                        last_change: r.get(6)?,
                     })
-                })?)
+                },
+            )
         })
         .await
     }
@@ -82,7 +80,7 @@ impl Store {
     ) -> Result<BTreeMap<BuildId, Vec<Change>>> {
         self.read(move |tx| {
             let mut out = BTreeMap::new();
-            let mut stmt = tx.prepare_cached(&format!(
+            let sql = format!(
                 "SELECT {} FROM changes c WHERE c.id IN (
                      SELECT x.change FROM builds b
                      JOIN build_request_changes x ON x.request = b.request
@@ -94,11 +92,9 @@ impl Store {
                      WHERE b.id = ?1)
                  ORDER BY c.id",
                 prefixed(CHANGE_COLS, "c")
-            ))?;
+            );
             for id in builds.into_iter().take(MAX_IDS) {
-                let changes: Vec<Change> = stmt
-                    .query_map([id], change_from_row)?
-                    .collect::<rusqlite::Result<_>>()?;
+                let changes: Vec<Change> = tx.query_all(&sql, &[&id], change_from_row)?;
                 if !changes.is_empty() {
                     out.insert(id, changes);
                 }
@@ -116,17 +112,15 @@ impl Store {
     ) -> Result<BTreeMap<ChangeId, Vec<Build>>> {
         self.read(move |tx| {
             let mut out = BTreeMap::new();
-            let mut stmt = tx.prepare_cached(&format!(
+            let sql = format!(
                 "SELECT {} FROM build_request_changes x
                  JOIN build_requests r ON r.id = x.request
                  JOIN builds b ON b.request = COALESCE(r.merged_into, r.id)
                  WHERE x.change = ?1 ORDER BY b.id LIMIT 100",
                 prefixed(BUILD_COLS, "b")
-            ))?;
+            );
             for id in changes.into_iter().take(MAX_IDS) {
-                let builds: Vec<Build> = stmt
-                    .query_map([id], build_from_row)?
-                    .collect::<rusqlite::Result<_>>()?;
+                let builds: Vec<Build> = tx.query_all(&sql, &[&id], build_from_row)?;
                 if !builds.is_empty() {
                     out.insert(id, builds);
                 }
@@ -144,14 +138,13 @@ impl Store {
     ) -> Result<BTreeMap<BuildId, Vec<String>>> {
         self.read(move |tx| {
             let mut out: BTreeMap<BuildId, Vec<String>> = BTreeMap::new();
-            let mut stmt = tx.prepare_cached(
-                "SELECT description FROM steps WHERE build = ?1 AND description LIKE '%tests,%'
-                 ORDER BY number",
-            )?;
             for id in builds.into_iter().take(MAX_IDS) {
-                let found: Vec<String> = stmt
-                    .query_map([id], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?;
+                let found: Vec<String> = tx.query_all(
+                    "SELECT description FROM steps WHERE build = ?1 AND description LIKE '%tests,%'
+                     ORDER BY number",
+                    &[&id],
+                    |r| r.get(0),
+                )?;
                 if !found.is_empty() {
                     out.insert(id, found);
                 }
@@ -172,23 +165,22 @@ impl Store {
         let repository = repository.map(str::to_owned);
         let limit = limit.min(crate::builds::MAX_PAGE);
         let before = before.map_or(i64::MAX, |b| i64::try_from(b.0).unwrap_or(i64::MAX));
-        self.read(move |tx| {
-            let rows = match repository {
-                Some(repo) => tx
-                    .prepare_cached(&format!(
-                        "SELECT {CHANGE_COLS} FROM changes WHERE repository = ?1 AND id < ?2
+        self.read(move |tx| match repository {
+            Some(repo) => tx.query_all(
+                &format!(
+                    "SELECT {CHANGE_COLS} FROM changes WHERE repository = ?1 AND id < ?2
                          ORDER BY id DESC LIMIT ?3"
-                    ))?
-                    .query_map(params![repo, before, limit], change_from_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()?,
-                None => tx
-                    .prepare_cached(&format!(
-                        "SELECT {CHANGE_COLS} FROM changes WHERE id < ?1 ORDER BY id DESC LIMIT ?2"
-                    ))?
-                    .query_map(params![before, limit], change_from_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()?,
-            };
-            Ok(rows)
+                ),
+                &[&repo, &before, &limit],
+                change_from_row,
+            ),
+            None => tx.query_all(
+                &format!(
+                    "SELECT {CHANGE_COLS} FROM changes WHERE id < ?1 ORDER BY id DESC LIMIT ?2"
+                ),
+                &[&before, &limit],
+                change_from_row,
+            ),
         })
         .await
     }
@@ -198,11 +190,11 @@ impl Store {
     pub async fn queued_count(&self, builder: &str) -> Result<u64> {
         let builder = builder.to_owned();
         self.read(move |tx| {
-            Ok(tx
-                .prepare_cached(
-                    "SELECT COUNT(*) FROM build_requests WHERE state = 'queued' AND builder = ?1",
-                )?
-                .query_row([builder], |r| u64_in(r, 0))?)
+            tx.query_one(
+                "SELECT COUNT(*) FROM build_requests WHERE state = 'queued' AND builder = ?1",
+                &[&builder],
+                |r| r.get(0),
+            )
         })
         .await
     }
@@ -215,15 +207,12 @@ impl Store {
     ) -> Result<BTreeMap<String, Build>> {
         self.read(move |tx| {
             let mut out = BTreeMap::new();
-            let mut stmt = tx.prepare_cached(&format!(
+            let sql = format!(
                 "SELECT {BUILD_COLS} FROM builds WHERE builder = ?1 AND finished_at IS NOT NULL
                  ORDER BY id DESC LIMIT 1"
-            ))?;
+            );
             for name in builders {
-                let found: Option<Build> = stmt
-                    .query_map([&name], build_from_row)?
-                    .next()
-                    .transpose()?;
+                let found: Option<Build> = tx.query_opt(&sql, &[&name], build_from_row)?;
                 if let Some(b) = found {
                     out.insert(name, b);
                 }

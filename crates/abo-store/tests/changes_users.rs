@@ -3,7 +3,7 @@
 mod common;
 
 use abo_store::{ChangeId, Error, NewChange, NewRequest, RequestState};
-use common::{store, t};
+use common::{store_on, t, Backend, TestDb};
 
 fn change(rev: &str, files: &[&str]) -> NewChange {
     NewChange {
@@ -21,9 +21,8 @@ fn change(rev: &str, files: &[&str]) -> NewChange {
     }
 }
 
-#[tokio::test]
-async fn changes_round_trip_with_their_files() {
-    let (_dir, s) = store().await;
+async fn changes_round_trip_with_their_files(backend: Backend) {
+    let (_db, s) = store_on(backend).await;
     let a = s.add_change(change("a1", &["z.py", "a.py"])).await.unwrap();
     let b = s.add_change(change("b2", &[])).await.unwrap();
     let got = s.get_change(a).await.unwrap().unwrap();
@@ -52,15 +51,15 @@ async fn changes_round_trip_with_their_files() {
     assert_eq!(carried[0].files, ["z.py", "a.py"]);
 
     // A change a request carries cannot be pruned; a free one can.
-    assert!(s.delete_change(a).await.is_err());
+    let refused = s.delete_change(a).await.unwrap_err();
+    assert!(refused.is_constraint_violation(), "{refused:?}");
     let c = s.add_change(change("c3", &["x"])).await.unwrap();
     assert!(s.delete_change(c).await.unwrap());
     assert!(!s.delete_change(c).await.unwrap());
 }
 
-#[tokio::test]
-async fn a_poll_stores_its_changes_and_revision_together() {
-    let (_dir, s) = store().await;
+async fn a_poll_stores_its_changes_and_revision_together(backend: Backend) {
+    let (_db, s) = store_on(backend).await;
     let p = "/srv/master/pollers/odoo";
     assert_eq!(s.poller_revision(p, "16.0").await.unwrap(), None);
     s.set_poller_revision(p, "16.0", "r0", t(1)).await.unwrap();
@@ -105,13 +104,11 @@ async fn a_poll_stores_its_changes_and_revision_together() {
     assert_eq!(s.list_changes(None, 100).await.unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn scheduler_timers_survive_and_fire_atomically() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_str().unwrap().to_owned();
+async fn scheduler_timers_survive_and_fire_atomically(backend: Backend) {
+    let db = TestDb::new(backend).await;
     let (c1, c2);
     {
-        let s = abo_store::Store::open(&path).await.unwrap();
+        let s = db.open().await;
         c1 = s.add_change(change("a", &[])).await.unwrap();
         c2 = s.add_change(change("b", &[])).await.unwrap();
         s.set_scheduler_timer("odoo-16", t(10), vec![c1])
@@ -125,7 +122,7 @@ async fn scheduler_timers_survive_and_fire_atomically() {
             .await
             .unwrap();
     }
-    let s = abo_store::Store::open(&path).await.unwrap();
+    let s = db.open().await;
     let timers = s.scheduler_timers().await.unwrap();
     assert_eq!(timers.len(), 2);
     assert_eq!(timers[0].scheduler, "odoo-16");
@@ -150,9 +147,8 @@ async fn scheduler_timers_survive_and_fire_atomically() {
 const HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$hdvKAtNhMzYuRG4W1ZJjCaJ5Mf4JvOXvQLxlGC0v8Ac";
 
-#[tokio::test]
-async fn users_keep_argon2_hashes_only() {
-    let (_dir, s) = store().await;
+async fn users_keep_argon2_hashes_only(backend: Backend) {
+    let (_db, s) = store_on(backend).await;
     s.add_user("alice", HASH, t(1)).await.unwrap();
     assert!(matches!(
         s.add_user("alice", HASH, t(2)).await,
@@ -195,11 +191,13 @@ async fn users_keep_argon2_hashes_only() {
     assert!(!s.delete_user("bob").await.unwrap());
 }
 
-#[tokio::test]
-async fn settings_are_a_small_key_value_table() {
-    let (_dir, s) = store().await;
+async fn settings_are_a_small_key_value_table(backend: Backend) {
+    let (_db, s) = store_on(backend).await;
     assert_eq!(s.setting("master-id").await.unwrap(), None);
     s.set_setting("master-id", "m1").await.unwrap();
     s.set_setting("master-id", "m2").await.unwrap();
     assert_eq!(s.setting("master-id").await.unwrap().as_deref(), Some("m2"));
 }
+
+on_both!(tokio::test => changes_round_trip_with_their_files,
+    scheduler_timers_survive_and_fire_atomically, a_poll_stores_its_changes_and_revision_together, users_keep_argon2_hashes_only, settings_are_a_small_key_value_table);

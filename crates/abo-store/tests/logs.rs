@@ -8,7 +8,7 @@ use abo_store::{
     BuildId, BuildResult, Error, Lease, LogId, LogKind, LogOptions, LogWriter, Masker, StepOutcome,
     Store, Stream, CHUNK_BYTES, MAX_LINE_BYTES, MAX_READ_BYTES,
 };
-use common::{running_build, store, t};
+use common::{running_build, store, store_on, t, Backend};
 use futures_util::StreamExt;
 use proptest::prelude::*;
 
@@ -43,9 +43,8 @@ fn numbered_lines(n: usize) -> Vec<u8> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_text_log_reads_back_by_range_line_and_stream() {
-    let (_dir, s) = store().await;
+async fn a_text_log_reads_back_by_range_line_and_stream(backend: Backend) {
+    let (_db, s) = store_on(backend).await;
     let build = build_with_step(&s).await;
     let mut w = open(&s, build, "test.log", LogKind::Text, LogOptions::default()).await;
     let data = numbered_lines(6000);
@@ -105,9 +104,8 @@ async fn a_text_log_reads_back_by_range_line_and_stream() {
     );
 }
 
-#[tokio::test]
-async fn a_stdio_log_keeps_streams_apart_line_by_line() {
-    let (_dir, s) = store().await;
+async fn a_stdio_log_keeps_streams_apart_line_by_line(backend: Backend) {
+    let (_db, s) = store_on(backend).await;
     let build = build_with_step(&s).await;
     let mut w = open(&s, build, "stdio", LogKind::Stdio, LogOptions::default()).await;
     w.write(Stream::Header, b"bin/buildout -c buildout.cfg\n")
@@ -189,9 +187,8 @@ async fn a_stdio_log_keeps_streams_apart_line_by_line() {
     ));
 }
 
-#[tokio::test]
-async fn a_log_is_readable_while_it_is_written() {
-    let (_dir, s) = store().await;
+async fn a_log_is_readable_while_it_is_written(backend: Backend) {
+    let (_db, s) = store_on(backend).await;
     let build = build_with_step(&s).await;
     let mut w = open(&s, build, "test.log", LogKind::Text, LogOptions::default()).await;
     let r = s.log_reader(w.id()).await.unwrap();
@@ -233,9 +230,8 @@ async fn a_log_is_readable_while_it_is_written() {
     assert!(r.read_lines(4002, 5).await.unwrap().finished);
 }
 
-#[tokio::test]
-async fn the_cap_truncates_once_with_a_visible_marker() {
-    let (_dir, s) = store().await;
+async fn the_cap_truncates_once_with_a_visible_marker(backend: Backend) {
+    let (_db, s) = store_on(backend).await;
     let build = build_with_step(&s).await;
 
     let mut w = open(
@@ -317,9 +313,8 @@ async fn the_cap_truncates_once_with_a_visible_marker() {
     assert!(d.steps[0].logs.iter().all(|l| l.truncated));
 }
 
-#[tokio::test]
-async fn an_endless_line_is_stored_as_it_comes() {
-    let (_dir, s) = store().await;
+async fn an_endless_line_is_stored_as_it_comes(backend: Backend) {
+    let (_db, s) = store_on(backend).await;
     let build = build_with_step(&s).await;
     let block = vec![b'x'; 4096];
     let total = 24 * 1024 * 1024;
@@ -364,9 +359,8 @@ async fn an_endless_line_is_stored_as_it_comes() {
     assert_eq!(page.lines.len(), 1);
 }
 
-#[tokio::test]
-async fn a_secret_across_a_chunk_boundary_is_masked() {
-    let (_dir, s) = store().await;
+async fn a_secret_across_a_chunk_boundary_is_masked(backend: Backend) {
+    let (_db, s) = store_on(backend).await;
     let build = build_with_step(&s).await;
     let secret = b"s3cr3t-p4ssw0rd";
     for kind in [LogKind::Text, LogKind::Stdio] {
@@ -508,9 +502,8 @@ proptest! {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_follower_streams_a_log_while_another_task_writes_it() {
-    let (_dir, s) = store().await;
+async fn a_follower_streams_a_log_while_another_task_writes_it(backend: Backend) {
+    let (_db, s) = store_on(backend).await;
     let build = build_with_step(&s).await;
     let mut w = open(&s, build, "stdio", LogKind::Text, LogOptions::default()).await;
     let reader = s.log_reader(w.id()).await.unwrap();
@@ -554,67 +547,103 @@ async fn a_follower_streams_a_log_while_another_task_writes_it() {
     assert!(rounds > 1);
 }
 
+/// Pages of lines match a naive split of the text, whatever the line lengths (some longer
+/// than a chunk), write sizes and flushes.
+fn check_line_pages(
+    backend: Backend,
+    lengths: &[usize],
+    write: usize,
+    flush_every: usize,
+    probes: &[(prop::sample::Index, usize)],
+    trailing: bool,
+) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (_db, s) = store_on(backend).await;
+        let build = build_with_step(&s).await;
+        let mut text = Vec::new();
+        for (i, len) in lengths.iter().enumerate() {
+            text.extend((0..*len).map(|j| b'a' + ((i + j) % 26) as u8));
+            text.push(b'\n');
+        }
+        if trailing {
+            text.extend_from_slice(b"no newline");
+        }
+        let mut w = open(&s, build, "t", LogKind::Text, LogOptions::default()).await;
+        for (i, piece) in text.chunks(write).enumerate() {
+            w.write(Stream::Stdout, piece).await.unwrap();
+            if i % flush_every == 0 {
+                w.flush().await.unwrap();
+            }
+        }
+        let info = w.finish().await.unwrap();
+        let mut lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+        if !trailing {
+            lines.pop();
+        }
+        assert_eq!(info.line_count as usize, lines.len());
+        let r = s.log_reader(info.id).await.unwrap();
+        for (index, count) in probes {
+            let first = index.index(lines.len() + 1);
+            let page = r.read_lines(first as u64, *count).await.unwrap();
+            let want: Vec<&[u8]> = lines.iter().skip(first).take(*count).copied().collect();
+            let got: Vec<&[u8]> = page.lines.iter().map(|l| l.text.as_slice()).collect();
+            assert_eq!(got, want, "lines {first}+{count}");
+            for (k, l) in page.lines.iter().enumerate() {
+                assert_eq!(l.number as usize, first + k);
+                assert!(!l.cut && !l.partial);
+            }
+            assert_eq!(page.next as usize, first + want.len());
+        }
+    });
+}
+
+fn line_lengths() -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(
+        prop_oneof![8 => 0usize..200, 1 => 20_000usize..150_000],
+        1..60,
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
 
-    /// Pages of lines match a naive split of the text, whatever the line lengths (some
-    /// longer than a chunk), write sizes and flushes.
     #[test]
     fn line_pages_match_the_text(
-        lengths in prop::collection::vec(prop_oneof![8 => 0usize..200, 1 => 20_000usize..150_000], 1..60),
+        lengths in line_lengths(),
         write in 1usize..20_000,
         flush_every in 1usize..40,
         probes in prop::collection::vec((any::<prop::sample::Index>(), 1usize..5), 1..12),
         trailing in any::<bool>(),
     ) {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        rt.block_on(async {
-            let (_dir, s) = store().await;
-            let build = build_with_step(&s).await;
-            let mut text = Vec::new();
-            for (i, len) in lengths.iter().enumerate() {
-                text.extend((0..*len).map(|j| b'a' + ((i + j) % 26) as u8));
-                text.push(b'\n');
-            }
-            if trailing {
-                text.extend_from_slice(b"no newline");
-            }
-            let mut w = open(&s, build, "t", LogKind::Text, LogOptions::default()).await;
-            for (i, piece) in text.chunks(write).enumerate() {
-                w.write(Stream::Stdout, piece).await.unwrap();
-                if i % flush_every == 0 {
-                    w.flush().await.unwrap();
-                }
-            }
-            let info = w.finish().await.unwrap();
-            let mut lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
-            if !trailing {
-                lines.pop();
-            }
-            assert_eq!(info.line_count as usize, lines.len());
-            let r = s.log_reader(info.id).await.unwrap();
-            for (index, count) in &probes {
-                let first = index.index(lines.len() + 1);
-                let page = r.read_lines(first as u64, *count).await.unwrap();
-                let want: Vec<&[u8]> = lines.iter().skip(first).take(*count).copied().collect();
-                let got: Vec<&[u8]> = page.lines.iter().map(|l| l.text.as_slice()).collect();
-                assert_eq!(got, want, "lines {first}+{count}");
-                for (k, l) in page.lines.iter().enumerate() {
-                    assert_eq!(l.number as usize, first + k);
-                    assert!(!l.cut && !l.partial);
-                }
-                assert_eq!(page.next as usize, first + want.len());
-            }
-        });
+        check_line_pages(Backend::Sqlite, &lengths, write, flush_every, &probes, trailing);
+    }
+}
+
+proptest! {
+    // The same on PostgreSQL, fewer cases: what differs there is how chunks are found and
+    // fetched (the queries and the cursor), not the line logic.
+    #![proptest_config(ProptestConfig::with_cases(4))]
+
+    #[test]
+    fn line_pages_match_the_text_on_postgresql(
+        lengths in line_lengths(),
+        write in 1usize..20_000,
+        flush_every in 1usize..40,
+        probes in prop::collection::vec((any::<prop::sample::Index>(), 1usize..5), 1..12),
+        trailing in any::<bool>(),
+    ) {
+        check_line_pages(Backend::Postgres, &lengths, write, flush_every, &probes, trailing);
     }
 }
 
 /// A stdio log read as text: stream letters gone, streams interleaved by line, and any
 /// (offset, length) window equal to the same window of the whole text, across chunks and
 /// long-line records.
-#[tokio::test]
-async fn a_stdio_log_reads_as_text_at_any_offset() {
-    let (_dir, s) = store().await;
+async fn a_stdio_log_reads_as_text_at_any_offset(backend: Backend) {
+    let (_db, s) = store_on(backend).await;
     let build = build_with_step(&s).await;
     let mut w = open(&s, build, "stdio", LogKind::Stdio, LogOptions::default()).await;
     let mut expected = Vec::new();
@@ -661,3 +690,7 @@ async fn a_stdio_log_reads_as_text_at_any_offset() {
         assert_eq!(page.data, &whole.data[start..end], "{off}+{len}");
     }
 }
+
+on_both!(tokio::test => a_text_log_reads_back_by_range_line_and_stream, a_stdio_log_keeps_streams_apart_line_by_line, a_log_is_readable_while_it_is_written, the_cap_truncates_once_with_a_visible_marker, an_endless_line_is_stored_as_it_comes, a_secret_across_a_chunk_boundary_is_masked, a_stdio_log_reads_as_text_at_any_offset);
+
+on_both!(tokio::test(flavor = "multi_thread", worker_threads = 2) => a_follower_streams_a_log_while_another_task_writes_it);

@@ -1,11 +1,12 @@
-//! Migrations: an empty database and a database at every older version (with data in it)
-//! reach the latest schema, keep their data, and end with the same schema as a new one.
+//! Migrations, on both backends: an empty database and a database at every older version
+//! (with data in it) reach the latest schema, keep their data, and end with the same schema
+//! as a new one.
 
 mod common;
 
-use abo_store::migrations::{latest_version, migrate_file, schema_version, MIGRATIONS};
+use abo_store::migrations::{self, latest_version, MIGRATIONS, POSTGRES_MIGRATIONS};
 use abo_store::{BuildId, Error, LogId, Store};
-use std::path::Path;
+use common::{Backend, TestDb};
 
 /// Rows written at each version with that version's schema, the way the abo of that time
 /// would have (bors's habit: every migration is tested on data, not only on empty tables).
@@ -32,28 +33,54 @@ fn seed(version: u32) -> &'static str {
     }
 }
 
-fn seeded_at(path: &Path, version: u32) {
+async fn seeded_at(db: &TestDb, version: u32) {
     for v in 1..=version {
-        assert_eq!(migrate_file(path, Some(v)).unwrap(), v);
-        let conn = rusqlite::Connection::open(path).unwrap();
-        conn.execute_batch(seed(v)).unwrap();
+        assert_eq!(migrations::migrate(&db.url, Some(v)).await.unwrap(), v);
+        db.sql(seed(v)).await;
     }
 }
 
-fn schema(path: &Path) -> Vec<(String, String)> {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    let mut stmt = conn
-        .prepare(
-            "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name <> 'schema_migrations'
-             ORDER BY type, name",
-        )
-        .unwrap();
-    let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .unwrap();
-    rows
+/// Every table's, column's and index's definition (without the migrations table): two
+/// databases with the same schema give the same list.
+async fn schema(db: &TestDb) -> Vec<String> {
+    match db.backend {
+        Backend::Sqlite => {
+            db.strings(
+                "SELECT name || ': ' || sql FROM sqlite_master
+                 WHERE sql IS NOT NULL AND name <> 'schema_migrations' ORDER BY type, name",
+            )
+            .await
+        }
+        Backend::Postgres => {
+            let mut out = db
+                .strings(
+                    "SELECT table_name || '.' || column_name || ' ' || data_type || ' '
+                            || is_nullable || ' ' || COALESCE(column_default, '')
+                            || ' ' || is_identity || ' ' || COALESCE(collation_name, '')
+                     FROM information_schema.columns
+                     WHERE table_schema = 'public' AND table_name <> 'schema_migrations'
+                     ORDER BY table_name, column_name",
+                )
+                .await;
+            out.extend(
+                db.strings(
+                    "SELECT indexdef FROM pg_indexes
+                     WHERE schemaname = 'public' AND tablename <> 'schema_migrations'
+                     ORDER BY indexname",
+                )
+                .await,
+            );
+            out.extend(
+                db.strings(
+                    "SELECT conrelid::regclass::text || ' ' || pg_get_constraintdef(oid)
+                     FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+                     ORDER BY 1",
+                )
+                .await,
+            );
+            out
+        }
+    }
 }
 
 #[test]
@@ -62,42 +89,46 @@ fn migrations_are_numbered_from_one_without_gaps() {
         assert_eq!(m.version as usize, i + 1, "{}", m.name);
     }
     assert_eq!(latest_version() as usize, MIGRATIONS.len());
+    // The PostgreSQL list mirrors the SQLite one, version for version.
+    let names = |l: &[abo_store::migrations::Migration]| {
+        l.iter().map(|m| (m.version, m.name)).collect::<Vec<_>>()
+    };
+    assert_eq!(names(POSTGRES_MIGRATIONS), names(MIGRATIONS));
 }
 
-#[tokio::test]
-async fn an_empty_database_reaches_the_latest_version() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("abo.sqlite");
-    assert_eq!(schema_version(&path).unwrap(), 0);
-    let s = Store::open(path.to_str().unwrap()).await.unwrap();
-    assert_eq!(schema_version(&path).unwrap(), latest_version());
+async fn an_empty_database_reaches_the_latest_version(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    assert_eq!(migrations::version(&db.url).await.unwrap(), 0);
+    let s = db.open().await;
+    assert_eq!(
+        migrations::version(&db.url).await.unwrap(),
+        latest_version()
+    );
     drop(s);
     // Opening again applies nothing and changes nothing.
-    let before = schema(&path);
-    Store::open(path.to_str().unwrap()).await.unwrap();
-    assert_eq!(schema(&path), before);
+    let before = schema(&db).await;
+    assert!(before.len() > 20, "{before:?}");
+    db.open().await;
+    assert_eq!(schema(&db).await, before);
 }
 
-#[tokio::test]
-async fn a_database_at_every_older_version_is_migrated_with_its_data() {
-    let fresh_dir = tempfile::tempdir().unwrap();
-    let fresh = fresh_dir.path().join("abo.sqlite");
-    migrate_file(&fresh, None).unwrap();
-    let expected = schema(&fresh);
+async fn a_database_at_every_older_version_is_migrated_with_its_data(backend: Backend) {
+    let fresh = TestDb::new(backend).await;
+    migrations::migrate(&fresh.url, None).await.unwrap();
+    let expected = schema(&fresh).await;
 
     for from in 0..latest_version() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("abo.sqlite");
-        seeded_at(&path, from);
-        assert_eq!(schema_version(&path).unwrap(), from);
-        let s = Store::open(path.to_str().unwrap()).await.unwrap();
+        let db = TestDb::new(backend).await;
+        seeded_at(&db, from).await;
+        assert_eq!(migrations::version(&db.url).await.unwrap(), from);
+        let s = db.open().await;
         assert_eq!(
-            schema_version(&path).unwrap(),
+            migrations::version(&db.url).await.unwrap(),
             latest_version(),
             "from {from}"
         );
         assert_eq!(
-            schema(&path),
+            schema(&db).await,
             expected,
             "schema after migrating from {from}"
         );
@@ -134,52 +165,51 @@ async fn a_database_at_every_older_version_is_migrated_with_its_data() {
     }
 }
 
-#[tokio::test]
-async fn a_newer_or_edited_schema_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("abo.sqlite");
-    migrate_file(&path, None).unwrap();
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute(
-        "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?1, 'future', 'x', 0)",
-        [latest_version() + 1],
-    )
-    .unwrap();
+async fn a_newer_or_edited_schema_is_refused(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    migrations::migrate(&db.url, None).await.unwrap();
+    let future = latest_version() + 1;
+    db.sql(&format!(
+        "INSERT INTO schema_migrations (version, name, checksum, applied_at)
+         VALUES ({future}, 'future', 'x', 0)"
+    ))
+    .await;
     assert!(matches!(
-        Store::open(path.to_str().unwrap()).await,
+        Store::open(&db.url).await,
         Err(Error::SchemaTooNew { .. })
     ));
-    conn.execute(
-        "DELETE FROM schema_migrations WHERE version = ?1",
-        [latest_version() + 1],
-    )
-    .unwrap();
-    conn.execute(
-        "UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1",
-        [],
-    )
-    .unwrap();
+    db.sql(&format!(
+        "DELETE FROM schema_migrations WHERE version = {future};
+         UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1;"
+    ))
+    .await;
     assert!(matches!(
-        Store::open(path.to_str().unwrap()).await,
+        Store::open(&db.url).await,
         Err(Error::MigrationChanged { version: 1, .. })
     ));
 }
 
+async fn foreign_keys_are_enforced(backend: Backend) {
+    let (_db, s) = common::store_on(backend).await;
+    let mut req = abo_store::NewRequest::new("b", common::t(1));
+    req.changes = vec![abo_store::ChangeId(77)];
+    let err = s.submit_request(req).await.unwrap_err();
+    assert!(err.is_constraint_violation(), "{err:?}");
+}
+
 #[tokio::test]
-async fn the_store_runs_in_wal_mode_with_foreign_keys() {
+async fn the_store_runs_in_wal_mode() {
     let (dir, _s) = common::store().await;
     let conn = rusqlite::Connection::open(dir.path().join("abo.sqlite")).unwrap();
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
-    // Foreign keys are per connection: check the store's own enforcement instead.
-    drop(conn);
-    let s = Store::open(dir.path().to_str().unwrap()).await.unwrap();
-    let mut req = abo_store::NewRequest::new("b", common::t(1));
-    req.changes = vec![abo_store::ChangeId(77)];
-    assert!(matches!(
-        s.submit_request(req).await,
-        Err(Error::Database(_))
-    ));
 }
+
+on_both!(tokio::test =>
+    an_empty_database_reaches_the_latest_version,
+    a_database_at_every_older_version_is_migrated_with_its_data,
+    a_newer_or_edited_schema_is_refused,
+    foreign_keys_are_enforced,
+);

@@ -7,7 +7,7 @@ use abo_store::{
     BuildResult, Error, Lease, LogKind, LogOptions, NewChange, NewRequest, RequestId, RequestState,
     StepOutcome, StepUrl, Store, Stream,
 };
-use common::{running_build, store, t};
+use common::{running_build, store_on, t, Backend, TestDb};
 use serde_json::json;
 
 fn outcome(result: BuildResult) -> StepOutcome {
@@ -19,25 +19,20 @@ fn outcome(result: BuildResult) -> StepOutcome {
 }
 
 #[tokio::test]
-async fn open_accepts_paths_dirs_and_sqlite_urls_only() {
+async fn open_accepts_paths_dirs_sqlite_and_postgresql_urls() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path().to_str().unwrap()).await.unwrap();
-    assert_eq!(s.path(), dir.path().join("abo.sqlite"));
+    assert_eq!(s.path(), Some(dir.path().join("abo.sqlite").as_path()));
     let file = dir.path().join("other.db");
     let url = format!("sqlite:{}", file.display());
     let s2 = Store::open(&url).await.unwrap();
-    assert_eq!(s2.path(), file);
+    assert_eq!(s2.path(), Some(file.as_path()));
     let s3 = Store::open(&format!("sqlite://{}", file.display()))
         .await
         .unwrap();
-    assert_eq!(s3.path(), file);
-    for bad in [
-        "postgres://u@h/db",
-        "postgresql://h/db",
-        "sqlite::memory:",
-        "mysql://h",
-        "",
-    ] {
+    assert_eq!(s3.path(), Some(file.as_path()));
+    assert_eq!(s3.location(), file.display().to_string());
+    for bad in ["postgres:db", "sqlite::memory:", "mysql://h", ""] {
         assert!(
             matches!(Store::open(bad).await, Err(Error::UnsupportedDatabase(_))),
             "{bad}"
@@ -46,10 +41,30 @@ async fn open_accepts_paths_dirs_and_sqlite_urls_only() {
 }
 
 #[tokio::test]
-async fn submitted_requests_are_durable_and_queued_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_str().unwrap().to_owned();
-    let s = Store::open(&path).await.unwrap();
+async fn a_postgresql_url_opens_a_database_and_masks_its_password() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let s = db.open().await;
+    assert_eq!(s.path(), None);
+    assert_eq!(s.location(), db.url);
+    // A password in the URL never reaches a message.
+    let url = "postgresql://abo:hunter2@127.0.0.1:1/abo?connect_timeout=2";
+    let err = Store::open(url).await.unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("cannot connect to PostgreSQL at postgresql://abo:***@127.0.0.1:1/abo"),
+        "{msg}"
+    );
+    assert!(!msg.contains("hunter2") && !format!("{err:?}").contains("hunter2"));
+    assert_eq!(
+        abo_store::masked_location("postgres://u:pw@h/db?password=pw"),
+        "postgres://u:***@h/db?password=***"
+    );
+}
+
+async fn submitted_requests_are_durable_and_queued_in_order(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let s = db.open().await;
     let change = s
         .add_change(NewChange {
             repository: "https://example.org/r.git".into(),
@@ -69,8 +84,8 @@ async fn submitted_requests_are_durable_and_queued_in_order() {
     assert!(b > a);
     drop(s);
 
-    // A new store on the same file (a restarted master) sees them.
-    let s = Store::open(&path).await.unwrap();
+    // A new store on the same database (a restarted master) sees them.
+    let s = db.open().await;
     let queued = s.queued_requests().await.unwrap();
     assert_eq!(queued.iter().map(|r| r.id).collect::<Vec<_>>(), [a, b]);
     assert_eq!(queued[0].builder, "b1");
@@ -88,9 +103,8 @@ async fn submitted_requests_are_durable_and_queued_in_order() {
     ));
 }
 
-#[tokio::test]
-async fn of_two_claimers_one_wins() {
-    let (_dir, s) = store().await;
+async fn of_two_claimers_one_wins(backend: Backend) {
+    let (_db, s) = store_on(backend).await;
     for _ in 0..20 {
         let req = s.submit_request(NewRequest::new("b", t(1))).await.unwrap();
         let (x, y) = tokio::join!(
@@ -113,12 +127,11 @@ async fn of_two_claimers_one_wins() {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_masters_on_one_file_never_claim_the_same_request() {
+async fn two_masters_on_one_database_never_claim_the_same_request(backend: Backend) {
     // Two stores are two connections sets, as two processes would have: the claim is
-    // atomic in SQLite itself, not only behind the in-process mutex.
-    let (dir, a) = store().await;
-    let b = Store::open(dir.path().to_str().unwrap()).await.unwrap();
+    // atomic in the database itself, not only behind the in-process mutex.
+    let (db, a) = store_on(backend).await;
+    let b = db.open().await;
     let mut ids = Vec::new();
     for _ in 0..60 {
         ids.push(a.submit_request(NewRequest::new("b", t(1))).await.unwrap());
@@ -151,9 +164,8 @@ async fn two_masters_on_one_file_never_claim_the_same_request() {
     }
 }
 
-#[tokio::test]
-async fn requeue_complete_and_merge() {
-    let (_dir, s) = store().await;
+async fn requeue_complete_and_merge(backend: Backend) {
+    let (_db, s) = store_on(backend).await;
     let r1 = s.submit_request(NewRequest::new("b", t(1))).await.unwrap();
     let r2 = s.submit_request(NewRequest::new("b", t(1))).await.unwrap();
     let r3 = s.submit_request(NewRequest::new("b", t(1))).await.unwrap();
@@ -216,9 +228,8 @@ async fn requeue_complete_and_merge() {
     assert!(s.queued_requests().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn retry_puts_the_request_and_its_riders_back_in_the_queue() {
-    let (_dir, s) = store().await;
+async fn retry_puts_the_request_and_its_riders_back_in_the_queue(backend: Backend) {
+    let (_db, s) = store_on(backend).await;
     let r1 = s.submit_request(NewRequest::new("b", t(1))).await.unwrap();
     let r2 = s.submit_request(NewRequest::new("b", t(1))).await.unwrap();
     s.claim_request(r1, Lease(1), t(2)).await.unwrap();
@@ -241,9 +252,8 @@ async fn retry_puts_the_request_and_its_riders_back_in_the_queue() {
     s.start_step(again, Lease(2), 0, "ok", t(6)).await.unwrap();
 }
 
-#[tokio::test]
-async fn builds_are_numbered_per_builder_and_need_the_claim_lease() {
-    let (_dir, s) = store().await;
+async fn builds_are_numbered_per_builder_and_need_the_claim_lease(backend: Backend) {
+    let (_db, s) = store_on(backend).await;
     let (_, a1) = running_build(&s, "a", 1).await;
     let (_, a2) = running_build(&s, "a", 2).await;
     let (_, b1) = running_build(&s, "b", 3).await;
@@ -277,9 +287,8 @@ async fn builds_are_numbered_per_builder_and_need_the_claim_lease() {
     assert_eq!(s.find_build("a", 4).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn steps_are_written_only_with_the_current_lease() {
-    let (_dir, s) = store().await;
+async fn steps_are_written_only_with_the_current_lease(backend: Backend) {
+    let (_db, s) = store_on(backend).await;
     let (req, build) = running_build(&s, "b", 10).await;
     let step = s
         .start_step(build, Lease(10), 0, "checkout", t(4))
@@ -382,9 +391,8 @@ async fn steps_are_written_only_with_the_current_lease() {
     assert_eq!(r.result, Some(BuildResult::Failure));
 }
 
-#[tokio::test]
-async fn a_log_writer_of_a_finished_build_is_refused() {
-    let (_dir, s) = store().await;
+async fn a_log_writer_of_a_finished_build_is_refused(backend: Backend) {
+    let (_db, s) = store_on(backend).await;
     let (_, build) = running_build(&s, "b", 1).await;
     s.start_step(build, Lease(1), 0, "s", t(1)).await.unwrap();
     let mut w = s
@@ -418,14 +426,12 @@ async fn a_log_writer_of_a_finished_build_is_refused() {
     assert_eq!(page.lines[0].text, b"before");
 }
 
-#[tokio::test]
-async fn a_restart_finishes_interrupted_builds_and_requeues_their_requests() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_str().unwrap().to_owned();
+async fn a_restart_finishes_interrupted_builds_and_requeues_their_requests(backend: Backend) {
+    let db = TestDb::new(backend).await;
     let (running1, running2, claimed, done, queued);
     let (b1, b2, bdone);
     {
-        let s = Store::open(&path).await.unwrap();
+        let s = db.open().await;
         (running1, b1) = running_build(&s, "a", 1).await;
         (running2, b2) = running_build(&s, "b", 2).await;
         s.start_step(b1, Lease(1), 0, "compile", t(4))
@@ -455,7 +461,7 @@ async fn a_restart_finishes_interrupted_builds_and_requeues_their_requests() {
         queued = s.submit_request(NewRequest::new("b", t(7))).await.unwrap();
     }
 
-    let s = Store::open(&path).await.unwrap();
+    let s = db.open().await;
     let report = s
         .mark_interrupted_builds(BuildResult::Retry, t(100))
         .await
@@ -510,9 +516,8 @@ async fn a_restart_finishes_interrupted_builds_and_requeues_their_requests() {
     assert_eq!(again_report.requeued, [running1]);
 }
 
-#[tokio::test]
-async fn builders_summary_and_build_pages() {
-    let (_dir, s) = store().await;
+async fn builders_summary_and_build_pages(backend: Backend) {
+    let (_db, s) = store_on(backend).await;
     let (_, a1) = running_build(&s, "a", 1).await;
     s.finish_build(a1, Lease(1), BuildResult::Success, t(5))
         .await
@@ -558,21 +563,119 @@ async fn builders_summary_and_build_pages() {
     );
 }
 
-#[tokio::test]
-async fn unreadable_stored_values_are_errors_not_panics() {
-    let (dir, s) = store().await;
+async fn unreadable_stored_values_are_errors_not_panics(backend: Backend) {
+    let (db, s) = store_on(backend).await;
     let (_, build) = running_build(&s, "b", 1).await;
     s.start_step(build, Lease(1), 0, "s", t(1)).await.unwrap();
-    {
-        let conn = rusqlite::Connection::open(dir.path().join("abo.sqlite")).unwrap();
-        conn.execute("UPDATE steps SET result = 'exploded'", [])
-            .unwrap();
-        conn.execute("UPDATE builds SET properties = '{not json'", [])
-            .unwrap();
-    }
+    db.sql(
+        "UPDATE steps SET result = 'exploded';
+         UPDATE builds SET properties = '{not json';",
+    )
+    .await;
     assert!(matches!(s.get_build(build).await, Err(Error::Corrupt(_))));
     assert!(matches!(
         s.list_builds(None, None, 5).await,
         Err(Error::Corrupt(_))
     ));
 }
+
+on_both!(tokio::test => submitted_requests_are_durable_and_queued_in_order,
+    of_two_claimers_one_wins,
+    a_restart_finishes_interrupted_builds_and_requeues_their_requests,
+    unreadable_stored_values_are_errors_not_panics, requeue_complete_and_merge, retry_puts_the_request_and_its_riders_back_in_the_queue, builds_are_numbered_per_builder_and_need_the_claim_lease, steps_are_written_only_with_the_current_lease, a_log_writer_of_a_finished_build_is_refused, builders_summary_and_build_pages);
+
+on_both!(tokio::test(flavor = "multi_thread", worker_threads = 2) =>
+    two_masters_on_one_database_never_claim_the_same_request);
+
+async fn two_masters_number_builds_and_write_logs_consistently(backend: Backend) {
+    // Four tasks over two handles (two masters' connection sets) run whole builds of one
+    // builder at once: every read-then-write (claim, build number, lease check, log
+    // append) must behave as if they ran one after the other.
+    let (db, a) = store_on(backend).await;
+    let b = db.open().await;
+    let mut tasks = Vec::new();
+    for (k, s) in [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        tasks.push(tokio::spawn(async move {
+            let mut numbers = Vec::new();
+            for i in 0..8 {
+                let lease = Lease((k * 100 + i + 1) as u64);
+                let req = s.submit_request(NewRequest::new("b", t(1))).await.unwrap();
+                s.claim_request(req, lease, t(2)).await.unwrap();
+                let (build, number) = s.create_build(req, "w", lease, t(3)).await.unwrap();
+                s.start_step(build, lease, 0, "s", t(4)).await.unwrap();
+                let mut w = s
+                    .open_log(
+                        build,
+                        lease,
+                        0,
+                        "stdio",
+                        LogKind::Stdio,
+                        LogOptions::default(),
+                    )
+                    .await
+                    .unwrap();
+                for j in 0..4 {
+                    w.write(Stream::Stdout, format!("{k} {i} {j}\n").as_bytes())
+                        .await
+                        .unwrap();
+                    w.flush().await.unwrap();
+                }
+                assert_eq!(w.finish().await.unwrap().line_count, 4);
+                s.finish_build(build, lease, BuildResult::Success, t(5))
+                    .await
+                    .unwrap();
+                numbers.push(number);
+            }
+            numbers
+        }));
+    }
+    let mut numbers = Vec::new();
+    for task in tasks {
+        numbers.extend(task.await.unwrap());
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=32).collect::<Vec<u32>>());
+
+    // A log writer on one master racing the other master finishing its build: every write
+    // lands before the finish or is refused with StaleLease, never after it.
+    let (_, build) = running_build(&a, "c", 7).await;
+    a.start_step(build, Lease(7), 0, "s", t(4)).await.unwrap();
+    let mut w = a
+        .open_log(
+            build,
+            Lease(7),
+            0,
+            "stdio",
+            LogKind::Stdio,
+            LogOptions::default(),
+        )
+        .await
+        .unwrap();
+    let writer = tokio::spawn(async move {
+        let mut stored = 0u64;
+        loop {
+            if let Err(e) = w.write(Stream::Stdout, b"line\n").await {
+                return (stored, e);
+            }
+            match w.flush().await {
+                Ok(()) => stored += 1,
+                Err(e) => return (stored, e),
+            }
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    b.finish_build(build, Lease(7), BuildResult::Cancelled, t(9))
+        .await
+        .unwrap();
+    let (stored, err) = writer.await.unwrap();
+    assert!(matches!(err, Error::StaleLease { .. }), "{err:?}");
+    let log = &a.get_build(build).await.unwrap().unwrap().steps[0].logs[0];
+    assert!(log.finished);
+    assert_eq!(log.line_count, stored);
+}
+
+on_both!(tokio::test(flavor = "multi_thread", worker_threads = 2) =>
+    two_masters_number_builds_and_write_logs_consistently);

@@ -98,9 +98,12 @@ impl Log {
         }
     }
 
+    /// Writes `parts` with their last batch possibly still being stored when this returns
+    /// (see [`LogWriter::write_parts_behind`]): the next output is gathered and encoded
+    /// while it commits.
     async fn write_parts(&mut self, stream: Stream, parts: &[&[u8]]) {
         if let Some(w) = &mut self.writer {
-            if let Err(e) = w.write_parts(stream, parts).await {
+            if let Err(e) = w.write_parts_behind(stream, parts).await {
                 tracing::debug!("log writes stop: {e}");
                 self.writer = None;
             }

@@ -12,11 +12,10 @@ pub use reader::{text_len, LinesPage, LogLine, LogPiece, LogReader, TextPage};
 pub use writer::LogWriter;
 
 use crate::builds::{check_lease, step_id};
+use crate::db::{Row, Tx};
 use crate::error::{Error, Result};
-use crate::sqlite::u64_in;
 use crate::types::{BuildId, Lease, LogId, LogKind, StepId};
 use crate::Store;
-use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 /// Uncompressed size of a full chunk: what a writer buffers before storing, and what a
@@ -99,26 +98,28 @@ pub struct LogInfo {
 pub(crate) const LOG_COLS: &str =
     "id, step, name, kind, byte_len, line_count, chunk_count, truncated, dropped_bytes, finished";
 
-pub(crate) fn log_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogInfo> {
+pub(crate) fn log_from_row(r: &Row<'_>) -> Result<LogInfo> {
     Ok(LogInfo {
         id: r.get(0)?,
         step: r.get(1)?,
         name: r.get(2)?,
         kind: r.get(3)?,
-        byte_len: u64_in(r, 4)?,
-        line_count: u64_in(r, 5)?,
-        chunk_count: u64_in(r, 6)?,
+        byte_len: r.get(4)?,
+        line_count: r.get(5)?,
+        chunk_count: r.get(6)?,
         truncated: r.get(7)?,
-        dropped_bytes: u64_in(r, 8)?,
+        dropped_bytes: r.get(8)?,
         finished: r.get(9)?,
     })
 }
 
-pub(crate) fn get_log(tx: &rusqlite::Transaction<'_>, id: LogId) -> Result<LogInfo> {
-    tx.prepare_cached(&format!("SELECT {LOG_COLS} FROM logs WHERE id = ?1"))?
-        .query_row([id], log_from_row)
-        .optional()?
-        .ok_or(Error::LogNotFound(id))
+pub(crate) fn get_log(tx: &Tx<'_>, id: LogId) -> Result<LogInfo> {
+    tx.query_opt(
+        &format!("SELECT {LOG_COLS} FROM logs WHERE id = ?1"),
+        &[&id],
+        log_from_row,
+    )?
+    .ok_or(Error::LogNotFound(id))
 }
 
 impl Store {
@@ -139,16 +140,16 @@ impl Store {
             .write(move |tx| {
                 check_lease(tx, build, lease)?;
                 let step_row = step_id(tx, build, step)?;
-                tx.prepare_cached(
+                tx.query_opt(
                     "INSERT INTO logs (step, name, kind) VALUES (?1, ?2, ?3)
                      ON CONFLICT DO NOTHING RETURNING id",
+                    &[&step_row, &name, &kind],
+                    |r| r.get(0),
                 )?
-                .query_row(params![step_row, name, kind], |r| r.get(0))
-                .optional()?
-                .ok_or(Error::LogExists {
+                .ok_or_else(|| Error::LogExists {
                     build,
                     index: step,
-                    name,
+                    name: name.clone(),
                 })
             })
             .await?;
@@ -172,15 +173,14 @@ impl Store {
     pub async fn find_log(&self, build: BuildId, step: u32, name: &str) -> Result<Option<LogInfo>> {
         let name = name.to_owned();
         self.read(move |tx| {
-            Ok(tx
-                .prepare_cached(
-                    "SELECT l.id, l.step, l.name, l.kind, l.byte_len, l.line_count, l.chunk_count,
-                            l.truncated, l.dropped_bytes, l.finished
-                     FROM logs l JOIN steps s ON s.id = l.step
-                     WHERE s.build = ?1 AND s.number = ?2 AND l.name = ?3",
-                )?
-                .query_row(params![build, step, name], log_from_row)
-                .optional()?)
+            tx.query_opt(
+                "SELECT l.id, l.step, l.name, l.kind, l.byte_len, l.line_count, l.chunk_count,
+                        l.truncated, l.dropped_bytes, l.finished
+                 FROM logs l JOIN steps s ON s.id = l.step
+                 WHERE s.build = ?1 AND s.number = ?2 AND l.name = ?3",
+                &[&build, &step, &name],
+                log_from_row,
+            )
         })
         .await
     }

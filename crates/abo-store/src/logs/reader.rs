@@ -4,11 +4,10 @@
 
 use super::codec::decompress;
 use super::{get_log, LogInfo, MAX_READ_BYTES};
+use crate::db::Tx;
 use crate::error::Result;
-use crate::sqlite::{i64_of, u64_in};
 use crate::types::{LogId, LogKind, Stream};
 use crate::Store;
-use rusqlite::{params, OptionalExtension, Transaction};
 use serde::Serialize;
 
 /// Reads one log.
@@ -69,22 +68,21 @@ struct ChunkRow {
 }
 
 /// The chunk holding byte `offset`, decompressed.
-fn chunk_at(tx: &Transaction<'_>, log: LogId, offset: u64) -> Result<Option<ChunkRow>> {
-    let row = tx
-        .prepare_cached(
-            "SELECT first_byte, first_line, cont, raw_len, data FROM log_chunks
-             WHERE log = ?1 AND first_byte <= ?2 ORDER BY first_byte DESC LIMIT 1",
-        )?
-        .query_row(params![log, i64_of(offset)?], |r| {
+fn chunk_at(tx: &Tx<'_>, log: LogId, offset: u64) -> Result<Option<ChunkRow>> {
+    let row = tx.query_opt(
+        "SELECT first_byte, first_line, cont, raw_len, data FROM log_chunks
+         WHERE log = ?1 AND first_byte <= ?2 ORDER BY first_byte DESC LIMIT 1",
+        &[&log, &offset],
+        |r| {
             Ok((
-                u64_in(r, 0)?,
-                u64_in(r, 1)?,
-                r.get::<_, bool>(2)?,
-                u64_in(r, 3)?,
-                r.get::<_, Vec<u8>>(4)?,
+                r.get::<u64>(0)?,
+                r.get::<u64>(1)?,
+                r.get::<bool>(2)?,
+                r.get::<u64>(3)?,
+                r.get::<Vec<u8>>(4)?,
             ))
-        })
-        .optional()?;
+        },
+    )?;
     let Some((first_byte, first_line, cont, raw_len, data)) = row else {
         return Ok(None);
     };
@@ -102,47 +100,39 @@ fn chunk_at(tx: &Transaction<'_>, log: LogId, offset: u64) -> Result<Option<Chun
 /// Visits the chunks from sequence number `seq` on, decompressing one at a time, until `f`
 /// says stop.
 fn for_chunks_from(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     log: LogId,
     seq: u64,
     mut f: impl FnMut(ChunkRow) -> bool,
 ) -> Result<()> {
-    let mut stmt = tx.prepare_cached(
+    tx.query_each(
         "SELECT first_byte, first_line, cont, raw_len, data FROM log_chunks
          WHERE log = ?1 AND seq >= ?2 ORDER BY seq",
-    )?;
-    let mut rows = stmt.query(params![log, i64_of(seq)?])?;
-    while let Some(r) = rows.next()? {
-        let raw_len = u64_in(r, 3)?;
-        let raw = decompress(
-            r.get_ref(4)?.as_blob().map_err(rusqlite::Error::from)?,
-            raw_len,
-        )?;
-        let chunk = ChunkRow {
-            first_byte: u64_in(r, 0)?,
-            first_line: u64_in(r, 1)?,
-            cont: r.get(2)?,
-            raw,
-        };
-        if !f(chunk) {
-            break;
-        }
-    }
-    Ok(())
+        &[&log, &seq],
+        |r| {
+            let raw_len: u64 = r.get(3)?;
+            let raw = decompress(r.blob(4)?, raw_len)?;
+            Ok(f(ChunkRow {
+                first_byte: r.get(0)?,
+                first_line: r.get(1)?,
+                cont: r.get(2)?,
+                raw,
+            }))
+        },
+    )
 }
 
-fn read_range(tx: &Transaction<'_>, log: LogId, offset: u64, len: usize) -> Result<Vec<u8>> {
+fn read_range(tx: &Tx<'_>, log: LogId, offset: u64, len: usize) -> Result<Vec<u8>> {
     get_log(tx, log)?;
     let len = len.min(MAX_READ_BYTES);
     let end = offset.saturating_add(len as u64);
     let mut out = Vec::with_capacity(len.min(super::CHUNK_BYTES));
-    let start: Option<u64> = tx
-        .prepare_cached(
-            "SELECT seq FROM log_chunks WHERE log = ?1 AND first_byte <= ?2
-             ORDER BY first_byte DESC LIMIT 1",
-        )?
-        .query_row(params![log, i64_of(offset)?], |r| u64_in(r, 0))
-        .optional()?;
+    let start: Option<u64> = tx.query_opt(
+        "SELECT seq FROM log_chunks WHERE log = ?1 AND first_byte <= ?2
+         ORDER BY first_byte DESC LIMIT 1",
+        &[&log, &offset],
+        |r| r.get(0),
+    )?;
     let Some(start) = start else { return Ok(out) };
     for_chunks_from(tx, log, start, |c| {
         let raw_len = c.raw.len() as u64;
@@ -157,7 +147,7 @@ fn read_range(tx: &Transaction<'_>, log: LogId, offset: u64, len: usize) -> Resu
     Ok(out)
 }
 
-fn read_lines(tx: &Transaction<'_>, log: LogId, first: u64, max_lines: usize) -> Result<LinesPage> {
+fn read_lines(tx: &Tx<'_>, log: LogId, first: u64, max_lines: usize) -> Result<LinesPage> {
     let info: LogInfo = get_log(tx, log)?;
     let mut page = LinesPage {
         lines: Vec::new(),
@@ -168,13 +158,12 @@ fn read_lines(tx: &Transaction<'_>, log: LogId, first: u64, max_lines: usize) ->
         return Ok(page);
     }
     // The chunk in which line `first` starts is the last one numbered at or before it.
-    let start: Option<u64> = tx
-        .prepare_cached(
-            "SELECT seq FROM log_chunks WHERE log = ?1 AND first_line <= ?2
-             ORDER BY first_line DESC, seq DESC LIMIT 1",
-        )?
-        .query_row(params![log, i64_of(first)?], |r| u64_in(r, 0))
-        .optional()?;
+    let start: Option<u64> = tx.query_opt(
+        "SELECT seq FROM log_chunks WHERE log = ?1 AND first_line <= ?2
+         ORDER BY first_line DESC, seq DESC LIMIT 1",
+        &[&log, &first],
+        |r| r.get(0),
+    )?;
     let Some(start) = start else { return Ok(page) };
     let stdio = info.kind == LogKind::Stdio;
     let mut budget = MAX_READ_BYTES;
@@ -272,7 +261,7 @@ pub fn text_len(info: &LogInfo) -> u64 {
     }
 }
 
-fn read_text(tx: &Transaction<'_>, log: LogId, offset: u64, len: usize) -> Result<TextPage> {
+fn read_text(tx: &Tx<'_>, log: LogId, offset: u64, len: usize) -> Result<TextPage> {
     let info = get_log(tx, log)?;
     let size = text_len(&info);
     let finished = info.finished;
@@ -295,13 +284,12 @@ fn read_text(tx: &Transaction<'_>, log: LogId, offset: u64, len: usize) -> Resul
     }
     // A chunk starts at text offset `first_byte - first_line`: every line begun before it
     // has had its one-byte stream letter removed. That offset grows with `seq`.
-    let start: Option<u64> = tx
-        .prepare_cached(
-            "SELECT seq FROM log_chunks WHERE log = ?1 AND first_byte - first_line <= ?2
-             ORDER BY seq DESC LIMIT 1",
-        )?
-        .query_row(params![log, i64_of(offset)?], |r| u64_in(r, 0))
-        .optional()?;
+    let start: Option<u64> = tx.query_opt(
+        "SELECT seq FROM log_chunks WHERE log = ?1 AND first_byte - first_line <= ?2
+         ORDER BY seq DESC LIMIT 1",
+        &[&log, &offset],
+        |r| r.get(0),
+    )?;
     let Some(start) = start else {
         return Ok(TextPage {
             data: out,

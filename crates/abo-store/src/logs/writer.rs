@@ -7,17 +7,16 @@ use super::mask::Masker;
 use super::{get_log, LogInfo, CHUNK_BYTES};
 use crate::builds::check_lease;
 use crate::error::{Error, Result};
-use crate::sqlite::i64_of;
 use crate::types::{BuildId, Lease, LogId, LogKind, Stream};
 use crate::{blocking, Store};
-use rusqlite::params;
 
 /// Most chunks one [`LogWriter::write_parts`] keeps before storing them (1 MiB).
 const BATCH_CHUNKS: usize = 16;
 
 /// Appends output to one log as it arrives. Between calls it holds at most about one chunk
 /// ([`CHUNK_BYTES`]) plus each stream's unterminated line (during a
-/// [`LogWriter::write_parts`], up to 16 more); everything else is in the
+/// [`LogWriter::write_parts`], up to 16 more, and after a
+/// [`LogWriter::write_parts_behind`], 16 being stored); everything else is in the
 /// database, readable by [`LogReader`](super::LogReader) at once.
 ///
 /// Call [`LogWriter::flush`] on a timer for live views (a chunk is otherwise stored when
@@ -32,6 +31,8 @@ pub struct LogWriter {
     encoder: Encoder,
     /// The counters last stored in the `logs` row, to skip a write that changes nothing.
     stored: Totals,
+    /// The batch [`LogWriter::write_parts_behind`] left being stored, with its counters.
+    in_flight: Option<(tokio::task::JoinHandle<Result<()>>, Totals)>,
 }
 
 impl std::fmt::Debug for LogWriter {
@@ -60,6 +61,7 @@ impl LogWriter {
             lease,
             encoder: Encoder::new(kind, cap, masker),
             stored: Totals::default(),
+            in_flight: None,
         }
     }
 
@@ -100,8 +102,32 @@ impl LogWriter {
         Ok(())
     }
 
+    /// [`LogWriter::write_parts`] that returns before its last batch is stored: that batch
+    /// is compressed and committed on the blocking pool while the caller encodes the next
+    /// output, so a fast-printing command's log costs the longer of the two rather than
+    /// their sum. At most one batch (16 chunks) is in flight, batches are stored in order,
+    /// and every other call ([`LogWriter::flush`] and [`LogWriter::finish`] included)
+    /// waits for it first; its error (a stale lease) is returned by the next call.
+    pub async fn write_parts_behind(&mut self, stream: Stream, parts: &[&[u8]]) -> Result<()> {
+        let mut sealed = Vec::new();
+        for data in parts {
+            for piece in data.chunks(CHUNK_BYTES) {
+                self.encoder.write(stream, piece);
+                sealed.append(&mut self.encoder.take_sealed());
+                if sealed.len() >= BATCH_CHUNKS {
+                    self.persist_behind(std::mem::take(&mut sealed)).await?;
+                }
+            }
+        }
+        if !sealed.is_empty() {
+            self.persist_behind(sealed).await?;
+        }
+        Ok(())
+    }
+
     /// Stores what is complete now (see the crate documentation), so readers see it.
     pub async fn flush(&mut self) -> Result<()> {
+        self.settle().await?;
         self.encoder.flush();
         let sealed = self.encoder.take_sealed();
         if !sealed.is_empty() || self.encoder.totals() != self.stored {
@@ -119,11 +145,42 @@ impl LogWriter {
         self.store.read(move |tx| get_log(tx, id)).await
     }
 
+    /// Waits for the batch stored in the background, if any, and takes its counters.
+    async fn settle(&mut self) -> Result<()> {
+        if let Some((task, totals)) = self.in_flight.take() {
+            task.await.map_err(|e| Error::Task(e.to_string()))??;
+            self.stored = totals;
+        }
+        Ok(())
+    }
+
+    /// Stores `chunks` in the background, after the batch before them.
+    async fn persist_behind(&mut self, chunks: Vec<SealedChunk>) -> Result<()> {
+        self.settle().await?;
+        let totals = self.encoder.totals();
+        let task = tokio::task::spawn_blocking(self.storing(chunks, false, totals));
+        self.in_flight = Some((task, totals));
+        Ok(())
+    }
+
     async fn persist(&mut self, chunks: Vec<SealedChunk>, finished: bool) -> Result<()> {
+        self.settle().await?;
+        let totals = self.encoder.totals();
+        blocking(self.storing(chunks, finished, totals)).await?;
+        self.stored = totals;
+        Ok(())
+    }
+
+    /// The work of storing `chunks` with the counters `totals`, for the blocking pool.
+    fn storing(
+        &self,
+        chunks: Vec<SealedChunk>,
+        finished: bool,
+        totals: Totals,
+    ) -> impl FnOnce() -> Result<()> + Send + 'static {
         let db = self.store.db.clone();
         let (id, build, lease) = (self.id, self.build, self.lease);
-        let totals = self.encoder.totals();
-        blocking(move || {
+        move || {
             // Compress before taking the write lock: other writers wait only for inserts.
             let compressed = chunks
                 .iter()
@@ -131,45 +188,41 @@ impl LogWriter {
                 .collect::<Result<Vec<_>>>()?;
             db.write(|tx| {
                 check_lease(tx, build, lease)?;
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO log_chunks (log, seq, first_byte, first_line, cont, raw_len, data)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?;
                 for (c, data) in chunks.iter().zip(&compressed) {
-                    insert.execute(params![
-                        id,
-                        i64_of(c.seq)?,
-                        i64_of(c.first_byte)?,
-                        i64_of(c.first_line)?,
-                        c.cont,
-                        i64_of(c.raw.len() as u64)?,
-                        data
-                    ])?;
+                    tx.execute(
+                        "INSERT INTO log_chunks (log, seq, first_byte, first_line, cont, raw_len, data)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        &[
+                            &id,
+                            &c.seq,
+                            &c.first_byte,
+                            &c.first_line,
+                            &c.cont,
+                            &(c.raw.len() as u64),
+                            data,
+                        ],
+                    )?;
                 }
-                let n = tx
-                    .prepare_cached(
-                        "UPDATE logs SET byte_len = ?2, line_count = ?3, chunk_count = ?4,
-                             truncated = ?5, dropped_bytes = ?6, finished = ?7
-                         WHERE id = ?1 AND finished = FALSE",
-                    )?
-                    .execute(params![
-                        id,
-                        i64_of(totals.byte_len)?,
-                        i64_of(totals.line_count)?,
-                        i64_of(totals.chunk_count)?,
-                        totals.truncated,
-                        i64_of(totals.dropped)?,
-                        finished
-                    ])?;
+                let n = tx.execute(
+                    "UPDATE logs SET byte_len = ?2, line_count = ?3, chunk_count = ?4,
+                         truncated = ?5, dropped_bytes = ?6, finished = ?7
+                     WHERE id = ?1 AND finished = FALSE",
+                    &[
+                        &id,
+                        &totals.byte_len,
+                        &totals.line_count,
+                        &totals.chunk_count,
+                        &totals.truncated,
+                        &totals.dropped,
+                        &finished,
+                    ],
+                )?;
                 if n == 0 {
                     // Finished already (by finish_build): this writer's dispatch is over.
                     return Err(Error::StaleLease { build, lease });
                 }
                 Ok(())
             })
-        })
-        .await?;
-        self.stored = totals;
-        Ok(())
+        }
     }
 }

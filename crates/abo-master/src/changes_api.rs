@@ -278,7 +278,23 @@ async fn create(
             now,
         )
         .map_err(bad)?;
-        let id = api.shared.store.add_change(new.clone()).await?;
+        let store = &api.shared.store;
+        let (id, is_new) = store.add_change_once(new.clone()).await?;
+        if !is_new {
+            // Already stored (a hook that ran twice, a commit the poller or a webhook
+            // reported): answered as it is, and built no second time.
+            let Some(known) = store.get_change(id).await? else {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "the change was deleted while it was being sent again",
+                ));
+            };
+            let requests = store.requests_of_changes(vec![id]).await?;
+            let mut out = change_json(&api, &known, requests.get(&id).map_or(&[], Vec::as_slice));
+            out["watched"] = Value::Bool(watched);
+            out["known"] = Value::Bool(true);
+            return Ok((StatusCode::OK, Json(out)).into_response());
+        }
         let change = new.stored(id);
         tracing::info!(
             change = id.0,
@@ -288,6 +304,7 @@ async fn create(
         );
         let mut out = change_json(&api, &change, &[]);
         out["watched"] = Value::Bool(watched);
+        out["known"] = Value::Bool(false);
         api.changes.publish(change);
         Ok::<_, ApiError>((StatusCode::CREATED, Json(out)).into_response())
     };

@@ -220,6 +220,26 @@ impl Store {
         self.write(move |tx| insert_change(tx, &change)).await
     }
 
+    /// Stores a change unless one of the same repository, branch and revision is stored
+    /// already (a hook that ran twice, a commit a poller or webhook reported): the id, and
+    /// whether it is new.
+    pub async fn add_change_once(&self, change: NewChange) -> Result<(ChangeId, bool)> {
+        self.write(move |tx| {
+            let known: Option<ChangeId> = tx.query_opt(
+                "SELECT id FROM changes
+                 WHERE repository = ?1 AND branch = ?2 AND revision = ?3
+                 ORDER BY id LIMIT 1",
+                &[&change.repository, &change.branch, &change.revision],
+                |r| r.get(0),
+            )?;
+            match known {
+                Some(id) => Ok((id, false)),
+                None => insert_change(tx, &change).map(|id| (id, true)),
+            }
+        })
+        .await
+    }
+
     /// Stores what one poll of `poller` found on `branch`: the new changes and the revision
     /// now last seen, in one transaction. A change already stored (same repository, branch
     /// and revision: a webhook reported it while this poll ran) is not stored again: its

@@ -21,6 +21,20 @@ fn change(rev: &str, files: &[&str]) -> NewChange {
     }
 }
 
+async fn a_change_sent_twice_is_stored_once(backend: Backend) {
+    let (_db, s) = store_on(backend).await;
+    let (a, new) = s.add_change_once(change("a1", &["x.py"])).await.unwrap();
+    assert!(new);
+    let (again, new) = s.add_change_once(change("a1", &[])).await.unwrap();
+    assert_eq!((again, new), (a, false));
+    // Another branch, another revision: new changes.
+    let mut other = change("a1", &[]);
+    other.branch = "17.0".into();
+    assert!(s.add_change_once(other).await.unwrap().1);
+    assert!(s.add_change_once(change("b2", &[])).await.unwrap().1);
+    assert_eq!(s.list_changes(None, 10).await.unwrap().len(), 3);
+}
+
 async fn changes_round_trip_with_their_files(backend: Backend) {
     let (_db, s) = store_on(backend).await;
     let a = s.add_change(change("a1", &["z.py", "a.py"])).await.unwrap();
@@ -199,5 +213,5 @@ async fn settings_are_a_small_key_value_table(backend: Backend) {
     assert_eq!(s.setting("master-id").await.unwrap().as_deref(), Some("m2"));
 }
 
-on_both!(tokio::test => changes_round_trip_with_their_files,
+on_both!(tokio::test => changes_round_trip_with_their_files, a_change_sent_twice_is_stored_once,
     scheduler_timers_survive_and_fire_atomically, a_poll_stores_its_changes_and_revision_together, users_keep_argon2_hashes_only, settings_are_a_small_key_value_table);

@@ -642,6 +642,31 @@ fn pushed_changes() {
     );
     assert_eq!(changes[0]["author"], "Sender <sender@example.org>");
     assert_eq!(changes[0]["comments"], "sent by a script");
+    // Sent again (a hook that ran twice), or a commit the webhook already reported: the
+    // stored change is answered, nothing is built again (counted at the end).
+    for (body, what) in [
+        (change.clone(), "the same change again"),
+        (
+            serde_json::json!({"repository": url, "branch": "main", "revision": c[0].revision})
+                .to_string(),
+            "the webhook's commit",
+        ),
+    ] {
+        let (status, text) = post(
+            master.http,
+            "/api/v1/changes",
+            &[("Authorization", &basic_auth())],
+            &body,
+        );
+        assert_eq!(status, 200, "{what}: {text}");
+        let answer: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(answer["known"], true, "{what}: {answer}");
+        assert_eq!(
+            answer["requests"].as_array().map(Vec::len),
+            Some(1),
+            "{what}: {answer}"
+        );
+    }
 
     // `abo sendchange`, the same through the CLI.
     let out = cli(

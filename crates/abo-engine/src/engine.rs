@@ -373,7 +373,7 @@ impl Engine {
             None => {
                 let key = state.key();
                 let builder = state.request.builder.clone();
-                self.requests.remove(&id);
+                self.forget(id);
                 self.unqueue(&builder, key);
                 out.push(Action::CompleteRequest {
                     request: id,
@@ -654,7 +654,7 @@ impl Engine {
             .collect();
         gone.sort();
         for (_, request) in gone {
-            self.requests.remove(&request);
+            self.forget(request);
             out.push(Action::CompleteRequest {
                 request,
                 result: BuildResult::Cancelled,
@@ -947,9 +947,19 @@ impl Engine {
     }
 
     fn complete_request(&mut self, request: RequestId, result: BuildResult, out: &mut Vec<Action>) {
-        if self.requests.remove(&request).is_some() {
+        if self.forget(request).is_some() {
             out.push(Action::CompleteRequest { request, result });
         }
+    }
+
+    /// Drops a finished request's state. After a burst the table keeps the capacity it
+    /// reached (thousands of entries): given back once mostly empty.
+    fn forget(&mut self, request: RequestId) -> Option<RequestState> {
+        let state = self.requests.remove(&request);
+        if self.requests.capacity() > 4 * self.requests.len().max(64) {
+            self.requests.shrink_to_fit();
+        }
+        state
     }
 
     /// Puts a known, unclaimed request in its builder's queue.
@@ -977,6 +987,11 @@ impl Engine {
         };
         let old_head = builder.queue.keys().next().copied();
         builder.queue.remove(&key);
+        if builder.queue.is_empty() {
+            // An emptied BTreeMap keeps its node: with thousands of idle builders that is
+            // half a megabyte held after a burst.
+            builder.queue = BTreeMap::new();
+        }
         let new_head = builder.queue.keys().next().copied();
         if old_head != new_head {
             self.set_head(name, old_head, new_head);

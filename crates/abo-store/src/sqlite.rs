@@ -91,6 +91,12 @@ pub(crate) struct Db {
 impl Db {
     pub(crate) fn open(path: PathBuf) -> Result<Db> {
         let mut writer = open_connection(&path)?;
+        // The writer's page cache holds the pages its writes touch again and again (the
+        // upper levels of tables and indexes, the latest rows): 1 MiB instead of SQLite's
+        // 2 MiB; other pages are in the system's page cache, microseconds away. Measured
+        // with the dispatch benchmark: 1.0–1.2 MB less resident after a burst, same
+        // throughput.
+        writer.execute_batch("PRAGMA cache_size = -1024;")?;
         migrate(&mut writer, latest_version())?;
         Ok(Db {
             path,

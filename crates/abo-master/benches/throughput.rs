@@ -1,7 +1,8 @@
 //! The worker path's two figures, against real worker processes on loopback:
 //!
 //! - output throughput: one command printing 200 MB (lines of 1,000 bytes) through a worker
-//!   to the master, against the same command with its output read directly from a pipe;
+//!   to the master, against the same command with its output read directly from a pipe,
+//!   and against the floor: that output only relayed through a loopback TCP connection;
 //!   the CPU time of each side, and the peak resident memory each gains while it streams;
 //! - round trip: `true` run 200 times, start to result, p50 and p99.
 //!
@@ -230,8 +231,11 @@ impl Peaks {
     }
 }
 
-/// The same command, its output read from a pipe by this process, counting bytes.
-fn direct(bytes: u64) -> Run {
+/// The same command, its output read from a pipe by this process, counting bytes; with
+/// `relay`, the output first crosses a loopback TCP connection (a thread copies the pipe
+/// into the socket, this process reads the other end): the least any worker that sends
+/// output over a network does, with no framing, parsing or storing.
+fn direct(bytes: u64, relay: bool) -> Run {
     let peaks = Peaks::start(None);
     let (cpu0, children0) = (process_cpu("self"), children_cpu());
     let started = Instant::now();
@@ -240,15 +244,30 @@ fn direct(bytes: u64) -> Run {
         .stdout(Stdio::piped())
         .spawn()
         .expect("sh runs");
-    let mut out = child.stdout.take().expect("piped");
+    let mut pipe = child.stdout.take().expect("piped");
+    let (mut out, relaying): (Box<dyn Read>, _) = if relay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let addr = listener.local_addr().expect("its address");
+        let relaying = std::thread::spawn(move || {
+            let mut socket = std::net::TcpStream::connect(addr).expect("connects");
+            std::io::copy(&mut pipe, &mut socket).expect("relays");
+        });
+        let (socket, _) = listener.accept().expect("accepts");
+        (Box::new(socket), Some(relaying))
+    } else {
+        (Box::new(pipe), None)
+    };
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;
     loop {
         match out.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => total += n as u64,
-            Err(e) => panic!("reading the pipe: {e}"),
+            Err(e) => panic!("reading the output: {e}"),
         }
+    }
+    if let Some(relaying) = relaying {
+        relaying.join().expect("the relay");
     }
     assert!(child.wait().expect("sh ends").success());
     let took = started.elapsed();
@@ -355,15 +374,17 @@ async fn bench_peer(peer: Peer, o: Arc<Options>) {
     }
     let f = fixture_with(peer, config).await;
 
-    // Throughput: direct and through the worker, alternating.
-    let (mut directs, mut throughs) = (Vec::new(), Vec::new());
+    // Throughput: direct, relayed and through the worker, alternating.
+    let (mut directs, mut relays, mut throughs) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..o.repeats {
         let bytes = o.bytes;
-        let d = tokio::task::spawn_blocking(move || direct(bytes));
+        let d = tokio::task::spawn_blocking(move || direct(bytes, false));
         directs.push(d.await.expect("the direct run"));
+        let r = tokio::task::spawn_blocking(move || direct(bytes, true));
+        relays.push(r.await.expect("the relayed run"));
         throughs.push(through(&f, o.bytes).await);
     }
-    let (d, t) = (summary(&directs), summary(&throughs));
+    let (d, r, t) = (summary(&directs), summary(&relays), summary(&throughs));
     let mb = o.bytes / 1_000_000;
     let slower = (t.best.as_secs_f64() / d.best.as_secs_f64() - 1.0) * 100.0;
     println!(
@@ -373,6 +394,13 @@ async fn bench_peer(peer: Peer, o: Arc<Options>) {
         d.median,
         d.master_cpu,
         d.producer_cpu,
+    );
+    println!(
+        "floor: the same output relayed through loopback TCP, nothing else: {:.2?} (median \
+         {:.2?}), {:+.0}% vs direct (what any networked worker pays on this machine)",
+        r.best,
+        r.median,
+        (r.best.as_secs_f64() / d.best.as_secs_f64() - 1.0) * 100.0,
     );
     println!(
         "{peer:?} worker: {mb} MB in {:.2?} ({:.0} MB/s; median {:.2?}), {slower:+.0}% vs direct; \

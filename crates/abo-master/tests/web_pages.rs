@@ -440,17 +440,21 @@ fn pages_show_a_real_build_escaped_and_live() {
     assert_eq!(done["result"], "cancelled", "{done}");
 }
 
+/// The `name=value` of the cookie an answer sets whose text starts with `prefix`.
+fn set_cookie(r: &Response, prefix: &str) -> String {
+    r.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .find_map(|(_, v)| v.split(';').next().filter(|c| c.starts_with(prefix)))
+        .unwrap_or_else(|| panic!("no {prefix} cookie: {:?}", r.headers))
+        .to_owned()
+}
+
 /// Logs in through the form; the session cookie (`abo_session=...`).
 fn login(master: &Master) -> String {
     let r = send(master.http, "GET", "/login", &[], "");
     assert_eq!(r.status, 200);
-    let login_cookie = r
-        .headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-        .find_map(|(_, v)| v.split(';').next().filter(|c| c.starts_with("abo_login=")))
-        .expect("a login cookie")
-        .to_owned();
+    let login_cookie = set_cookie(&r, "abo_login=");
     let form = Html::parse_document(&r.text());
     let token = form
         .select(&sel("input[name=token]"))
@@ -682,13 +686,7 @@ fn failed_logins_are_slowed_for_the_api_and_the_form() {
     assert_eq!(force(USER, "wrong").status, 401, "the count started again");
 
     let r = send(master.http, "GET", "/login", &[], "");
-    let login_cookie = r
-        .headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-        .find_map(|(_, v)| v.split(';').next().filter(|c| c.starts_with("abo_login=")))
-        .expect("a login cookie")
-        .to_owned();
+    let login_cookie = set_cookie(&r, "abo_login=");
     let token = login_cookie.trim_start_matches("abo_login=").to_owned();
     let submit = |password: &str| {
         send(

@@ -78,6 +78,38 @@ fn addresses(lines: &mpsc::Receiver<String>) -> (SocketAddr, SocketAddr) {
     (workers.unwrap(), http.unwrap())
 }
 
+/// `abo start DIR`, its log lines sent to a channel as they come, and the whole log once
+/// it exits.
+fn start_master(
+    dir: &Path,
+) -> (
+    Proc,
+    mpsc::Receiver<String>,
+    std::thread::JoinHandle<String>,
+) {
+    let mut master = Proc(
+        abo()
+            .arg("start")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, lines) = mpsc::channel();
+    let stderr = master.0.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = tx.send(line);
+        }
+        all
+    });
+    (master, lines, reader)
+}
+
 #[test]
 fn a_bad_configuration_is_reported_and_nothing_starts() {
     let tmp = tempfile::tempdir().unwrap();
@@ -98,26 +130,7 @@ fn a_bad_configuration_is_reported_and_nothing_starts() {
 fn start_serve_a_worker_and_stop_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = master_dir(tmp.path());
-    let mut master = Proc(
-        abo()
-            .arg("start")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let (tx, lines) = mpsc::channel();
-    let stderr = master.0.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            all.push_str(&line);
-            all.push('\n');
-            let _ = tx.send(line);
-        }
-        all
-    });
+    let (mut master, lines, reader) = start_master(&dir);
     let (worker_addr, http_addr) = addresses(&lines);
 
     let (status, body) = get(http_addr, "/api/v1/workers");
@@ -128,24 +141,7 @@ fn start_serve_a_worker_and_stop_on_sigterm() {
     assert_eq!(list[0]["capabilities"][0]["version"], "15");
 
     let wdir = tmp.path().join("worker");
-    let o = abo()
-        .args(["worker", "create"])
-        .arg(&wdir)
-        .args(["--master", &worker_addr.to_string()])
-        .args(["--name", "local", "--password", "change-me"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let _worker = Proc(
-        abo()
-            .args(["worker", "start"])
-            .arg(&wdir)
-            .arg("--allow-root")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _worker = start_worker(&wdir, worker_addr);
     let deadline = Instant::now() + Duration::from_secs(30);
     let worker = loop {
         let (_, body) = get(http_addr, "/api/v1/workers");
@@ -168,18 +164,33 @@ fn start_serve_a_worker_and_stop_on_sigterm() {
     unsafe {
         libc::kill(master.0.id() as i32, libc::SIGTERM);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = master.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "abo start did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = exited(&mut master.0, "abo start");
     let log = reader.join().unwrap();
     assert!(status.success(), "{status:?}\n{log}");
     assert!(log.contains("SIGTERM received"), "{log}");
     assert!(!log.contains("change-me"), "{log}");
+}
+
+/// `abo worker create` and `abo worker start` in `wdir`, for the worker `local`.
+fn start_worker(wdir: &Path, master: SocketAddr) -> Proc {
+    let o = abo()
+        .args(["worker", "create"])
+        .arg(wdir)
+        .args(["--master", &master.to_string()])
+        .args(["--name", "local", "--password", "change-me"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Proc(
+        abo()
+            .args(["worker", "start"])
+            .arg(wdir)
+            .arg("--allow-root")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// Waits for a child to exit on its own.
@@ -198,22 +209,7 @@ fn exited(child: &mut Child, what: &str) -> std::process::ExitStatus {
 fn abo_stop_and_abo_worker_stop_find_their_process_and_wait_for_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = master_dir(tmp.path());
-    let mut master = Proc(
-        abo()
-            .arg("start")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let (tx, lines) = mpsc::channel();
-    let stderr = master.0.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (mut master, lines, _log) = start_master(&dir);
     let (worker_addr, _http) = addresses(&lines);
     // A second master on the same directory is refused (it would share the database).
     let o = abo().arg("start").arg(&dir).output().unwrap();
@@ -224,27 +220,12 @@ fn abo_stop_and_abo_worker_stop_find_their_process_and_wait_for_it() {
         "{err}"
     );
     let wdir = tmp.path().join("worker");
-    let o = abo()
-        .args(["worker", "create"])
-        .arg(&wdir)
-        .args(["--master", &worker_addr.to_string()])
-        .args(["--name", "local", "--password", "change-me"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let mut worker = Proc(
-        abo()
-            .args(["worker", "start"])
-            .arg(&wdir)
-            .arg("--allow-root")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut worker = start_worker(&wdir, worker_addr);
+    // The file is created before it is locked: only its pid says the worker holds it.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !wdir.join("worker.pid").exists() {
-        assert!(Instant::now() < deadline, "no worker.pid");
+    let pid = worker.0.id().to_string();
+    while !std::fs::read_to_string(wdir.join("worker.pid")).is_ok_and(|p| p.trim() == pid) {
+        assert!(Instant::now() < deadline, "no worker.pid with pid {pid}");
         std::thread::sleep(Duration::from_millis(50));
     }
     // Nor two workers in one directory.

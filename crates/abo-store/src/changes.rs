@@ -204,11 +204,12 @@ fn set_revision(
     Ok(())
 }
 
-/// Whether a change of that repository, branch and revision is stored already.
-fn change_exists(tx: &Tx<'_>, c: &NewChange) -> Result<bool> {
-    tx.query_one(
-        "SELECT EXISTS (SELECT 1 FROM changes
-                        WHERE repository = ?1 AND branch = ?2 AND revision = ?3)",
+/// The first stored change of that repository, branch and revision, if any.
+fn known_change(tx: &Tx<'_>, c: &NewChange) -> Result<Option<ChangeId>> {
+    tx.query_opt(
+        "SELECT id FROM changes
+         WHERE repository = ?1 AND branch = ?2 AND revision = ?3
+         ORDER BY id LIMIT 1",
         &[&c.repository, &c.branch, &c.revision],
         |r| r.get(0),
     )
@@ -225,13 +226,7 @@ impl Store {
     /// whether it is new.
     pub async fn add_change_once(&self, change: NewChange) -> Result<(ChangeId, bool)> {
         self.write(move |tx| {
-            let known: Option<ChangeId> = tx.query_opt(
-                "SELECT id FROM changes
-                 WHERE repository = ?1 AND branch = ?2 AND revision = ?3
-                 ORDER BY id LIMIT 1",
-                &[&change.repository, &change.branch, &change.revision],
-                |r| r.get(0),
-            )?;
+            let known = known_change(tx, &change)?;
             match known {
                 Some(id) => Ok((id, false)),
                 None => insert_change(tx, &change).map(|id| (id, true)),
@@ -258,7 +253,7 @@ impl Store {
             let ids = changes
                 .iter()
                 .map(|c| {
-                    if change_exists(tx, c)? {
+                    if known_change(tx, c)?.is_some() {
                         Ok(None)
                     } else {
                         insert_change(tx, c).map(Some)
@@ -304,7 +299,7 @@ impl Store {
                 }
             }
             for c in &changes {
-                if change_exists(tx, c)? {
+                if known_change(tx, c)?.is_some() {
                     record.known += 1;
                     continue;
                 }

@@ -87,6 +87,13 @@ impl Kind {
         }
     }
 
+    fn stop_command(self, dir: &Path) -> String {
+        match self {
+            Kind::Master => format!("abo stop {}", dir.display()),
+            Kind::Worker => format!("abo worker stop {}", dir.display()),
+        }
+    }
+
     fn start_command(self, dir: &Path) -> String {
         match self {
             Kind::Master => format!("abo start {}", dir.display()),
@@ -113,6 +120,31 @@ impl Kind {
         match self {
             Kind::Master => has("start") && !has("worker"),
             Kind::Worker => has("worker") && has("start"),
+        }
+    }
+}
+
+/// Claims `kind`'s pid file `path` (in `dir`) for this process: an error saying how to stop
+/// the one that holds it, or `None` with a warning when the file cannot be written (the
+/// process runs, only the commands that read the file will not find it).
+pub fn claim_for(kind: Kind, path: PathBuf, dir: &Path) -> anyhow::Result<Option<PidFile>> {
+    match PidFile::claim(path.clone()) {
+        Ok(file) => Ok(Some(file)),
+        Err(Claim::Taken(pid)) => anyhow::bail!(
+            "a {} already runs in {}{}; stop it first with `{}`",
+            kind.noun(),
+            dir.display(),
+            pid.map(|p| format!(" (process {p})")).unwrap_or_default(),
+            kind.stop_command(dir)
+        ),
+        Err(Claim::Io(e)) => {
+            eprintln!(
+                "warning: cannot write {}: {e}; `{}` will not find this {}",
+                path.display(),
+                kind.stop_command(dir),
+                kind.noun()
+            );
+            Ok(None)
         }
     }
 }

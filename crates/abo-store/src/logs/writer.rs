@@ -86,20 +86,8 @@ impl LogWriter {
     /// each (a commit costs more than compressing a chunk of ordinary output). When it
     /// returns, every full chunk is stored, as after `write`.
     pub async fn write_parts(&mut self, stream: Stream, parts: &[&[u8]]) -> Result<()> {
-        let mut sealed = Vec::new();
-        for data in parts {
-            for piece in data.chunks(CHUNK_BYTES) {
-                self.encoder.write(stream, piece);
-                sealed.append(&mut self.encoder.take_sealed());
-                if sealed.len() >= BATCH_CHUNKS {
-                    self.persist(std::mem::take(&mut sealed), false).await?;
-                }
-            }
-        }
-        if !sealed.is_empty() {
-            self.persist(sealed, false).await?;
-        }
-        Ok(())
+        self.write_parts_behind(stream, parts).await?;
+        self.settle().await
     }
 
     /// [`LogWriter::write_parts`] that returns before its last batch is stored: that batch

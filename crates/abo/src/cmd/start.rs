@@ -10,7 +10,7 @@
 
 use crate::config_repo::{self, ConfigRepo};
 use crate::load::{self, load, Loaded, Sources};
-use crate::pidfile::{Claim, PidFile};
+use crate::pidfile::{self, Kind};
 use crate::MasterDirArgs;
 use abo_config::MasterSettings;
 use abo_master::{BuildSetup, Capability, MasterConfig, Timing, Webhooks, WorkerAccount};
@@ -32,23 +32,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sources = args.master.sources();
     // Claimed before anything else, held until the master exits: two masters on one
     // directory would share its database and both dispatch its builds.
-    let claimed = match PidFile::claim(pid_file(&sources.dir)) {
-        Ok(file) => Some(file),
-        Err(Claim::Taken(pid)) => anyhow::bail!(
-            "a master already runs in {}{}; stop it first with `abo stop {}`",
-            sources.dir.display(),
-            pid.map(|p| format!(" (process {p})")).unwrap_or_default(),
-            sources.dir.display()
-        ),
-        Err(Claim::Io(e)) => {
-            eprintln!(
-                "warning: cannot write {}: {e}; `abo reconfig` and `abo stop` will not find \
-                 this master",
-                pid_file(&sources.dir).display()
-            );
-            None
-        }
-    };
+    let claimed = pidfile::claim_for(Kind::Master, pid_file(&sources.dir), &sources.dir)?;
     limit_malloc_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::pidfile::{self, Claim, Kind, PidFile};
+use crate::pidfile::{self, Kind};
 
 /// The worker's pid file in its directory, for `abo worker stop` (Buildbot's is
 /// `twistd.pid`).
@@ -105,24 +105,8 @@ fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
         return Err(abo_worker::Error::Root.into());
     }
     let settings = abo_worker::Settings::load(&args.dir)?;
-    let pid_path = args.dir.join(WORKER_PID_FILE);
-    let _claimed = match PidFile::claim(pid_path.clone()) {
-        Ok(file) => Some(file),
-        // Two workers in one directory would run builds over each other's files.
-        Err(Claim::Taken(pid)) => anyhow::bail!(
-            "a worker already runs in {}{}; stop it first with `abo worker stop {}`",
-            args.dir.display(),
-            pid.map(|p| format!(" (process {p})")).unwrap_or_default(),
-            args.dir.display()
-        ),
-        Err(Claim::Io(e)) => {
-            eprintln!(
-                "warning: cannot write {}: {e}; `abo worker stop` will not find this worker",
-                pid_path.display()
-            );
-            None
-        }
-    };
+    // Two workers in one directory would run builds over each other's files.
+    let _claimed = pidfile::claim_for(Kind::Worker, args.dir.join(WORKER_PID_FILE), &args.dir)?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()

@@ -28,6 +28,21 @@ pub fn abo_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_abo"))
 }
 
+/// The master's or a worker's long-lived `abo` process (`role`: `MASTER` or `WORKER`),
+/// started through the program named by `ABO_TEST_WRAP_MASTER` / `ABO_TEST_WRAP_WORKER`
+/// when that is set, with the binary's path as its first argument: how
+/// `scripts/symbol-order` records the functions a master and a worker execute.
+pub fn abo_process(role: &str) -> Command {
+    match std::env::var_os(format!("ABO_TEST_WRAP_{role}")) {
+        Some(wrapper) => {
+            let mut c = Command::new(wrapper);
+            c.arg(abo_bin());
+            c
+        }
+        None => Command::new(abo_bin()),
+    }
+}
+
 /// A line on the test's real stderr (not captured by the test harness): timings show in
 /// the suite's output.
 pub fn say(text: &str) {
@@ -336,7 +351,7 @@ impl Master {
         self.log = self.dir.join(format!("master-{}.log", self.starts));
         let file = std::fs::File::create(&self.log).unwrap();
         let t = Instant::now();
-        let child = Command::new(abo_bin())
+        let child = abo_process("MASTER")
             .arg("start")
             .arg(&self.dir)
             .env("RUST_LOG", "info")
@@ -516,7 +531,7 @@ impl WorkerProcess {
                 c
             }
             Peer::Abo => {
-                let mut c = Command::new(abo_bin());
+                let mut c = abo_process("WORKER");
                 c.args(["worker", "start"]).arg(dir).arg("--allow-root");
                 c
             }

@@ -96,7 +96,8 @@ fn main() {
             let name = format!("{kind}-{}", secrets.len());
             let options = LogOptions::default()
                 .with_cap(total as u64 * 2)
-                .with_secrets(&secrets);
+                .with_secrets(&secrets)
+                .unwrap();
             let mut w = store
                 .open_log(build, Lease(1), 0, &name, kind, options)
                 .await

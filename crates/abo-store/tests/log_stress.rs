@@ -83,7 +83,8 @@ async fn large_log(backend: Backend, total: usize) {
     // without changing a byte.
     let options = LogOptions::default()
         .with_cap(total as u64 * 2)
-        .with_secrets(["never-printed-secret-value"]);
+        .with_secrets(["never-printed-secret-value"])
+        .unwrap();
     let mut w = s
         .open_log(build, Lease(1), 0, "test.log", LogKind::Text, options)
         .await

@@ -366,7 +366,7 @@ async fn a_secret_across_a_chunk_boundary_is_masked(backend: Backend) {
     for kind in [LogKind::Text, LogKind::Stdio] {
         for shift in 0..secret.len() + 1 {
             let name = format!("{kind}-{shift}");
-            let o = LogOptions::default().with_secrets([secret]);
+            let o = LogOptions::default().with_secrets([secret]).unwrap();
             let mut w = open(&s, build, &name, kind, o).await;
             // A text log is cut into chunks anywhere in a long line: one long line puts the
             // secret astride the first chunk boundary. A stdio log is cut between lines, so
@@ -476,7 +476,7 @@ proptest! {
             input.extend_from_slice(&data);
             let masked = masked_reference(&secrets, &input);
             for kind in [LogKind::Text, LogKind::Stdio] {
-                let o = LogOptions::default().with_secrets(&secrets);
+                let o = LogOptions::default().with_secrets(&secrets).unwrap();
                 let mut w = open(&s, build, kind.as_str(), kind, o).await;
                 for piece in split_at_points(&input, &points) {
                     w.write(Stream::Stdout, piece).await.unwrap();

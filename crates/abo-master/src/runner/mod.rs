@@ -146,7 +146,7 @@ pub(crate) async fn prepare(
     let masker = Masker::new(&secrets)?;
     let log_options = LogOptions::default()
         .with_cap(setup.log_cap_bytes)
-        .with_secrets(&secrets);
+        .with_masker(masker.clone());
     let now = abo_store::Timestamp::now();
     let interrupted = store
         .mark_interrupted_builds(abo_store::BuildResult::Retry, now)

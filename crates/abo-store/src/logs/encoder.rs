@@ -380,13 +380,9 @@ mod tests {
         enc.take_sealed().into_iter().flat_map(|c| c.raw).collect()
     }
 
-    fn none() -> Masker {
-        Masker::new(Vec::<Vec<u8>>::new()).unwrap()
-    }
-
     #[test]
     fn stdio_interleaves_by_line_and_ends_partial_lines() {
-        let mut e = Encoder::new(LogKind::Stdio, u64::MAX, none());
+        let mut e = Encoder::new(LogKind::Stdio, u64::MAX, Masker::none());
         e.write(Stream::Stdout, b"out1\nout");
         e.write(Stream::Stderr, b"err1\n");
         e.write(Stream::Stdout, b"2\n");
@@ -398,7 +394,7 @@ mod tests {
 
     #[test]
     fn long_stdio_lines_are_split_without_loss() {
-        let mut e = Encoder::new(LogKind::Stdio, u64::MAX, none());
+        let mut e = Encoder::new(LogKind::Stdio, u64::MAX, Masker::none());
         let line = vec![b'x'; MAX_LINE_BYTES * 2 + 5];
         e.write(Stream::Stdout, &line[..CHUNK_BYTES.min(line.len())]);
         e.write(Stream::Stdout, &line[CHUNK_BYTES.min(line.len())..]);
@@ -432,12 +428,12 @@ mod tests {
         }
         data.extend_from_slice(b"no end");
         for cap in [u64::MAX, data.len() as u64 / 2] {
-            let mut bulk = Encoder::new(LogKind::Stdio, cap, none());
+            let mut bulk = Encoder::new(LogKind::Stdio, cap, Masker::none());
             for piece in data.chunks(CHUNK_BYTES) {
                 bulk.write(Stream::Stderr, piece);
             }
             bulk.finish();
-            let mut bytes = Encoder::new(LogKind::Stdio, cap, none());
+            let mut bytes = Encoder::new(LogKind::Stdio, cap, Masker::none());
             for b in &data {
                 bytes.write(Stream::Stderr, std::slice::from_ref(b));
             }
@@ -455,7 +451,7 @@ mod tests {
 
     #[test]
     fn exact_max_line_is_one_record() {
-        let mut e = Encoder::new(LogKind::Stdio, u64::MAX, none());
+        let mut e = Encoder::new(LogKind::Stdio, u64::MAX, Masker::none());
         let mut line = vec![b'y'; MAX_LINE_BYTES];
         line.push(b'\n');
         e.write(Stream::Stdout, &line);
@@ -465,7 +461,7 @@ mod tests {
 
     #[test]
     fn text_cap_adds_one_marker_and_counts_the_rest() {
-        let mut e = Encoder::new(LogKind::Text, 10, none());
+        let mut e = Encoder::new(LogKind::Text, 10, Masker::none());
         e.write(Stream::Stdout, b"0123456");
         e.write(Stream::Stdout, b"789abcdef");
         e.write(Stream::Stdout, b"more");
@@ -480,7 +476,7 @@ mod tests {
 
     #[test]
     fn chunk_positions_track_lines() {
-        let mut e = Encoder::new(LogKind::Text, u64::MAX, none());
+        let mut e = Encoder::new(LogKind::Text, u64::MAX, Masker::none());
         let mut data = vec![b'a'; CHUNK_BYTES - 10];
         data.push(b'\n');
         data.extend(vec![b'b'; 100]);

@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use aho_corasick::{AhoCorasick, MatchKind};
+use std::sync::Arc;
 
 /// What a secret is replaced with, in logs and anywhere else [`Masker`] is used.
 pub const MASK: &[u8] = b"***";
@@ -13,16 +14,38 @@ pub const MASK: &[u8] = b"***";
 /// To see a secret split across two writes, the masker keeps back the end of a write while
 /// it could be the beginning of a secret: at most the longest secret's length minus one
 /// bytes, and only when they actually start one, so ordinary output is not delayed.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Masker {
     /// `None` without secrets: the common case costs a copy.
     matcher: Option<AhoCorasick>,
-    secrets: Vec<Vec<u8>>,
+    /// Shared by clones: one masker is built per configuration and cloned for each log.
+    secrets: Arc<[Vec<u8>]>,
     longest: usize,
     held: Vec<u8>,
 }
 
+/// Says how many secrets there are, never what they are: options holding a masker may be
+/// printed with `{:?}`.
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Masker")
+            .field("secrets", &format_args!("<{} hidden>", self.secrets.len()))
+            .field("held_len", &self.held.len())
+            .finish()
+    }
+}
+
 impl Masker {
+    /// A masker with nothing to mask.
+    pub fn none() -> Masker {
+        Masker {
+            matcher: None,
+            secrets: Arc::default(),
+            longest: 0,
+            held: Vec::new(),
+        }
+    }
+
     /// A masker for these secrets. Empty secrets are ignored.
     pub fn new<I, S>(secrets: I) -> Result<Masker>
     where
@@ -49,7 +72,7 @@ impl Masker {
         };
         Ok(Masker {
             matcher,
-            secrets,
+            secrets: secrets.into(),
             longest,
             held: Vec::new(),
         })
@@ -98,10 +121,8 @@ impl Masker {
     /// alone.
     pub fn mask(&self, input: &[u8]) -> Vec<u8> {
         let mut one = Masker {
-            matcher: self.matcher.clone(),
-            secrets: Vec::new(),
-            longest: self.longest,
             held: Vec::new(),
+            ..self.clone()
         };
         let mut out = Vec::with_capacity(input.len());
         one.process(input, true, &mut out);

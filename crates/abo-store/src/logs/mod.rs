@@ -39,27 +39,34 @@ pub const MAX_READ_BYTES: usize = 4 * 1024 * 1024;
 pub struct LogOptions {
     /// Stored bytes after which the log is truncated (the step's result is not changed).
     pub cap_bytes: u64,
-    /// Values masked as [`MASK`] wherever they appear, also across writes.
-    pub secrets: Vec<Vec<u8>>,
+    /// Masks the secrets wherever they appear, also across writes. Built once and cloned
+    /// for each log: building its automaton for every log was, after the argon2 check,
+    /// the master's busiest function in a burst of builds.
+    pub masker: Masker,
 }
 
 impl Default for LogOptions {
     fn default() -> Self {
         LogOptions {
             cap_bytes: DEFAULT_LOG_CAP_BYTES,
-            secrets: Vec::new(),
+            masker: Masker::none(),
         }
     }
 }
 
 impl LogOptions {
     /// Sets the values to mask.
-    pub fn with_secrets<I, S>(mut self, secrets: I) -> LogOptions
+    pub fn with_secrets<I, S>(self, secrets: I) -> Result<LogOptions>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<[u8]>,
     {
-        self.secrets = secrets.into_iter().map(|s| s.as_ref().to_vec()).collect();
+        Ok(self.with_masker(Masker::new(secrets)?))
+    }
+
+    /// Sets the masker (a fresh one: nothing held back).
+    pub fn with_masker(mut self, masker: Masker) -> LogOptions {
+        self.masker = masker;
         self
     }
 
@@ -134,7 +141,7 @@ impl Store {
         kind: LogKind,
         options: LogOptions,
     ) -> Result<LogWriter> {
-        let masker = Masker::new(&options.secrets)?;
+        let masker = options.masker;
         let name = name.to_owned();
         let id = self
             .write(move |tx| {

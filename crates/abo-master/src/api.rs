@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -185,6 +185,20 @@ fn build_json(b: &abo_store::Build) -> Value {
     })
 }
 
+/// One builder of `GET builders`. Each is written straight into the answer: a `json!` tree
+/// of 2,000 builders took 2 MB for an answer of 300 KB. Fields in alphabetical order, as
+/// the tree wrote them.
+#[derive(Serialize)]
+struct BuilderJson<'a> {
+    buildout: &'a str,
+    category: &'a str,
+    last_build: Option<Value>,
+    name: &'a str,
+    pending: u64,
+    properties: BTreeMap<&'a str, String>,
+    workers: &'a [Arc<str>],
+}
+
 async fn builders(State(api): State<Api>) -> Answer {
     let summaries: HashMap<String, abo_store::BuilderSummary> = api
         .shared
@@ -195,31 +209,37 @@ async fn builders(State(api): State<Api>) -> Answer {
         .map(|s| (s.name.clone(), s))
         .collect();
     let plan = api.shared.plan();
-    let list: Vec<Value> = plan
-        .builders
-        .iter()
-        .map(|b| {
-            let summary = summaries.get(&b.name);
-            let last = summary.and_then(|s| s.last_build.as_ref()).map(|l| {
-                json!({
-                    "id": l.id.0,
-                    "number": l.number,
-                    "result": l.result.map(|r| r.as_str()),
-                    "finished_at": l.finished_at.map(|t| time(t.0)),
-                })
-            });
+    let mut body = vec![b'['];
+    for (i, b) in plan.builders.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        let summary = summaries.get(&b.name);
+        let last_build = summary.and_then(|s| s.last_build.as_ref()).map(|l| {
             json!({
-                "name": b.name,
-                "buildout": b.buildout,
-                "category": b.category,
-                "workers": b.workers.iter().map(|w| w.as_ref()).collect::<Vec<&str>>(),
-                "properties": masked(&api.shared, &b.properties),
-                "last_build": last,
-                "pending": summary.map_or(0, |s| s.queued),
+                "id": l.id.0,
+                "number": l.number,
+                "result": l.result.map(|r| r.as_str()),
+                "finished_at": l.finished_at.map(|t| time(t.0)),
             })
-        })
-        .collect();
-    Ok(Json(list).into_response())
+        });
+        let builder = BuilderJson {
+            buildout: &b.buildout,
+            category: &b.category,
+            last_build,
+            name: &b.name,
+            pending: summary.map_or(0, |s| s.queued),
+            properties: b
+                .properties
+                .iter()
+                .map(|(k, v)| (k.as_str(), api.shared.mask(v)))
+                .collect(),
+            workers: &b.workers,
+        };
+        serde_json::to_writer(&mut body, &builder).map_err(ApiError::internal)?;
+    }
+    body.push(b']');
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 async fn builds(State(api): State<Api>, Query(query): Query<HashMap<String, String>>) -> Answer {

@@ -135,6 +135,17 @@ impl RunningMaster {
         status.generation
     }
 
+    /// Empties the store's caches of database pages (see [`abo_store::Store::release_memory`]),
+    /// for the caller to give the freed memory back to the system.
+    pub async fn release_memory(&self) {
+        let Some(builds) = &self.builds else {
+            return;
+        };
+        if let Err(e) = builds.api.shared.store.release_memory().await {
+            tracing::warn!("emptying the database page caches: {e}");
+        }
+    }
+
     /// Stops accepting, closes every connection (their commands end as lost) and waits for
     /// every task to end.
     pub async fn shutdown(self) {

@@ -40,19 +40,20 @@ pub struct Builder {
     pub name: String,
     /// The manifest section (the seed's "factory") this builder comes from.
     pub buildout: String,
-    /// Workers that may run it, in workers-file order (shared names: a worker appears in
-    /// thousands of builders of a large configuration).
-    pub workers: Vec<Arc<str>>,
+    /// Workers that may run it, in workers-file order. Shared by every builder with the
+    /// same workers (2,000 builders each held a list of their own), as are the names in it.
+    pub workers: Arc<[Arc<str>]>,
     pub category: String,
     /// Builder properties, e.g. `pg_version`.
     pub properties: BTreeMap<String, String>,
-    /// Shared by every builder of a section: they differ only by their properties.
+    /// Shared by every builder with the same steps: the builders of a section differ only
+    /// by their properties, and sections of one step set mostly have the same steps.
     pub steps: Arc<[Step]>,
 }
 
 /// A command: an argument vector (never passed through a shell), or a shell string
 /// that the user wrote as such.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Hash)]
 #[serde(untagged)]
 pub enum Command {
     Argv(Vec<String>),
@@ -61,14 +62,14 @@ pub enum Command {
 
 /// An environment value: a plain template, or a list joined with `:` at run time
 /// (`PATH`-like: `["%(cap_postgresql_bin:-)s", "${PATH}"]`, empty elements dropped).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Hash)]
 #[serde(untagged)]
 pub enum EnvValue {
     One(String),
     List(Vec<String>),
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum LockMode {
     Exclusive,
@@ -76,14 +77,14 @@ pub enum LockMode {
 }
 
 /// A worker lock taken while the step runs (`buildout`, `port-reserve`, or user-defined).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Hash)]
 pub struct LockUse {
     pub name: String,
     pub mode: LockMode,
 }
 
-/// One step of a builder.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// One step of a builder. `Eq` and `Hash` let the planner share equal step lists.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Hash)]
 pub struct Step {
     pub name: String,
     #[serde(flatten)]
@@ -184,7 +185,7 @@ impl Step {
 }
 
 /// What a step does. Serialized flat into the step: `"kind": "shell"`, plus its own fields.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Hash)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum StepKind {
     /// Runs `command` on the worker.

@@ -16,7 +16,8 @@ use abo_config::settings::{
     CapabilityEnv, CommandSpec, EnvSpec, LockModeSpec, StepSpec, StepSpecKind,
 };
 use abo_config::{Diagnostic, ManifestSection, MasterSettings, Worker};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::Hash;
 use std::sync::Arc;
 
 /// What the planner reads. Sections of every manifest, in order; workers in file order.
@@ -114,6 +115,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, Vec<Diagnostic>> {
 
     let mut seen_sections: HashMap<&str, &ManifestSection> = HashMap::new();
     let mut builders = Vec::new();
+    let mut sharing = Sharing::default();
     let mut schedulers = Vec::new();
     let mut watched_sections = Vec::new();
     for section in input.sections {
@@ -184,8 +186,10 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, Vec<Diagnostic>> {
                 nightly,
             });
         }
-        builders.extend(factory);
+        builders.extend(factory.into_iter().map(|b| sharing.share(b)));
     }
+    // The plan lives as long as the master: no spare capacity.
+    builders.shrink_to_fit();
 
     let pollers = match pollers(&watched_sections, &rewriter, settings.poll_interval) {
         Ok(p) => p,
@@ -204,6 +208,37 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, Vec<Diagnostic>> {
         schedulers,
         pollers,
     })
+}
+
+/// Step lists and worker lists already in the plan, so that equal ones are one allocation:
+/// with 2,000 one-step builders of one step set, each held its own copy of the same step
+/// and of the same eight worker names.
+#[derive(Default)]
+struct Sharing {
+    steps: HashSet<Arc<[Step]>>,
+    workers: HashSet<Arc<[Arc<str>]>>,
+}
+
+impl Sharing {
+    /// The builder, its steps and workers replaced by equal ones already planned.
+    fn share(&mut self, builder: Builder) -> Builder {
+        Builder {
+            steps: shared(&mut self.steps, builder.steps),
+            workers: shared(&mut self.workers, builder.workers),
+            ..builder
+        }
+    }
+}
+
+/// The value in `set` equal to `value`, or `value`, then kept in `set`.
+fn shared<T: Eq + Hash + ?Sized>(set: &mut HashSet<Arc<T>>, value: Arc<T>) -> Arc<T> {
+    match set.get(&value) {
+        Some(known) => known.clone(),
+        None => {
+            set.insert(value.clone());
+            value
+        }
+    }
 }
 
 fn worker_view(w: &Worker) -> WorkerView {
@@ -421,7 +456,7 @@ fn plan_factory(
             .enumerate()
             .map(|(d, &k)| dim_versions[d][k].version)
             .collect();
-        let workers: Vec<Arc<str>> = (0..input.workers.len())
+        let workers: Arc<[Arc<str>]> = (0..input.workers.len())
             .filter(|&i| {
                 eligible_mask[i]
                     && combo

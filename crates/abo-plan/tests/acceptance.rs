@@ -681,3 +681,35 @@ fn template_mistakes_are_found_when_planning() {
         d[0]
     );
 }
+
+/// Builders with equal steps, or equal workers, share one list: with 2,000 sections of one
+/// step set each builder held a copy. Different steps stay apart.
+#[test]
+fn equal_steps_and_worker_lists_are_shared() {
+    let settings = abo_config::read_settings(
+        "master.toml",
+        "[[step-sets.trivial]]\nname = \"true\"\ncommand = [\"true\"]\n\n\
+         [[step-sets.other]]\nname = \"false\"\ncommand = [\"false\"]\n",
+    )
+    .unwrap();
+    let (manifest, d) = ini::parse(
+        "MANIFEST.cfg",
+        "[DEFAULT]\nbuild-for = postgresql not-used\n\n\
+         [a]\nsteps = trivial\n\n[b]\nsteps = trivial\n\n[c]\nsteps = other\n",
+    );
+    assert!(d.is_empty(), "{d:?}");
+    let (sections, d) = read_manifest(&manifest, "/master/buildouts");
+    assert!(d.is_empty(), "{d:?}");
+    let (workers, d) = ini::parse("workers.cfg", "[w1]\npassword = s\n\n[w2]\npassword = s\n");
+    assert!(d.is_empty(), "{d:?}");
+    let (workers, d) = read_workers(&workers);
+    assert!(d.is_empty(), "{d:?}");
+    let p = plan_of(&sections, &workers, &settings).unwrap();
+    let (a, b, c) = (builder(&p, "a"), builder(&p, "b"), builder(&p, "c"));
+    assert!(std::sync::Arc::ptr_eq(&a.steps, &b.steps));
+    assert!(!std::sync::Arc::ptr_eq(&a.steps, &c.steps));
+    assert_eq!(c.steps[0].name, "false");
+    assert!(std::sync::Arc::ptr_eq(&a.workers, &b.workers));
+    assert!(std::sync::Arc::ptr_eq(&a.workers, &c.workers));
+    assert_eq!(builders(&p)["c"], ["w1", "w2"]);
+}

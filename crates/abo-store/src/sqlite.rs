@@ -150,6 +150,16 @@ impl Db {
         }
         out
     }
+
+    /// Frees the cached pages of the writer and of the idle readers (`shrink_memory`: only
+    /// pages no statement holds).
+    pub(crate) fn release_memory(&self) -> Result<()> {
+        lock(&self.writer).execute_batch("PRAGMA shrink_memory;")?;
+        for reader in lock(&self.readers).iter() {
+            reader.execute_batch("PRAGMA shrink_memory;")?;
+        }
+        Ok(())
+    }
 }
 
 /// Locks a mutex, also after a panic in another holder: the connection behind it is still

@@ -400,7 +400,7 @@ mod tests {
         let builder = abo_plan::Builder {
             name: "b".into(),
             buildout: "b".into(),
-            workers: Vec::new(),
+            workers: Default::default(),
             category: String::new(),
             properties: BTreeMap::from([("pg_version".to_string(), "16".to_string())]),
             steps,

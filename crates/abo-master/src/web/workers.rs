@@ -28,7 +28,7 @@ pub(crate) async fn page(
         plan.workers.iter().map(|w| (w.name.as_str(), w)).collect();
     let mut served: HashMap<&str, usize> = HashMap::new();
     for b in &plan.builders {
-        for w in &b.workers {
+        for w in b.workers.iter() {
             *served.entry(w.as_ref()).or_default() += 1;
         }
     }

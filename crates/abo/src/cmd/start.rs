@@ -100,8 +100,10 @@ fn limit_malloc_arenas() {
 /// planning a large configuration leaves freed blocks inside the heap (about 2 MB with
 /// 2,000 builders), which glibc only returns from its top: `malloc_trim` returns every
 /// free page. Done once the master runs, after each reload, and every `TRIM_EVERY`: a
-/// burst of builds leaves a few MB free inside the heap too (frames, rows, JSON pages).
-async fn release_free_memory() {
+/// burst of builds leaves a few MB free inside the heap too (frames, rows, JSON pages),
+/// and SQLite's page caches full (emptied first, so that their pages are returned too).
+async fn release_free_memory(master: &abo_master::RunningMaster) {
+    master.release_memory().await;
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: malloc_trim(3) only releases free pages of the allocator's arenas.
@@ -251,25 +253,25 @@ async fn serve(
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let started = Restart::of(&config);
     let master = abo_master::start(config).await?;
-    release_free_memory().await;
+    release_free_memory(&master).await;
     let (pulled_tx, mut pulled) = tokio::sync::mpsc::channel(1);
     let puller = config_repo.map(|repo| tokio::spawn(pull_config_repository(repo, pulled_tx)));
     let mut trim = tokio::time::interval_at(tokio::time::Instant::now() + TRIM_EVERY, TRIM_EVERY);
     trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let name = loop {
         tokio::select! {
-            _ = trim.tick() => release_free_memory().await,
+            _ = trim.tick() => release_free_memory(&master).await,
             _ = term.recv() => break "SIGTERM",
             _ = int.recv() => break "SIGINT",
             _ = hup.recv() => {
                 tracing::info!("SIGHUP received, reading the configuration again");
                 reconfigure(&master, &sources, &started).await;
-                release_free_memory().await;
+                release_free_memory(&master).await;
             }
             Some(revision) = pulled.recv() => {
                 tracing::info!(%revision, "the configuration repository changed, reading the configuration again");
                 reconfigure(&master, &sources, &started).await;
-                release_free_memory().await;
+                release_free_memory(&master).await;
             }
         }
     };

@@ -367,7 +367,10 @@ pub fn run(o: &Options) -> Report {
     let peak_rss_kib = status_kib(master.pid(), "VmHWM:");
     phase.store(STOPPED, Ordering::Relaxed);
     let peaks = sampler.join().unwrap();
-    let peak_memory = peaks.into_iter().max_by_key(|m| m.rss).unwrap_or_default();
+    let peak_phase = (0..peaks.len())
+        .max_by_key(|&p| peaks[p].rss)
+        .unwrap_or(BURST);
+    let peak_memory = peaks[peak_phase];
     let burst_peak_memory = peaks[BURST];
     let settled_memory = o.settle.map(|wait| {
         std::thread::sleep(wait);
@@ -433,9 +436,14 @@ pub fn run(o: &Options) -> Report {
         ready_memory.describe()
     ));
     say(&format!(
-        "dispatch: master memory at peak (highest of the samples every {} ms): {}",
+        "dispatch: master memory at peak (highest of the samples every {} ms): {}, {}",
         SAMPLE_EVERY.as_millis(),
-        peak_memory.describe()
+        peak_memory.describe(),
+        match peak_phase {
+            STARTING => "while starting",
+            IDLE => "idle, while the first API request's password is verified (argon2id: 7 MiB)",
+            _ => "in the burst",
+        }
     ));
     say(&format!(
         "dispatch: master memory at peak in the burst: {}",

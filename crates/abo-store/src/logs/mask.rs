@@ -218,4 +218,26 @@ mod tests {
         m.push(b"x sec", &mut out);
         assert_eq!(m.held_len(), 3);
     }
+
+    /// One masker is cloned for every log: a clone starts its own stream (nothing held
+    /// back from the original's), and printing one never shows a secret.
+    #[test]
+    fn clones_start_afresh_and_debug_hides_the_secrets() {
+        let template = Masker::new(["hunter2"]).unwrap();
+        let mut first = template.clone();
+        let mut out = Vec::new();
+        first.push(b"pw=hun", &mut out);
+        assert_eq!(first.held_len(), 3);
+        let mut second = template.clone();
+        let mut out = Vec::new();
+        second.push(b"ter2 hunter2", &mut out);
+        second.finish(&mut out);
+        assert_eq!(out, b"ter2 ***");
+        let printed = format!("{template:?} {first:?}");
+        assert!(
+            !printed.contains("hunter2") && !printed.contains("hun"),
+            "{printed}"
+        );
+        assert!(printed.contains("<1 hidden>"), "{printed}");
+    }
 }

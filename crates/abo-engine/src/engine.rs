@@ -38,10 +38,8 @@ struct BuilderState {
     /// Position in the current plan; `None` once the builder left the plan (its running
     /// builds still finish).
     plan_index: Option<usize>,
-    /// The workers the current plan gives it, in plan order; one list for every builder
-    /// with the same workers (2,000 builders each held a copy of the same eight names).
-    workers: Arc<[WorkerName]>,
-    /// Which of the engine's `waiting` sets (one per distinct worker list) indexes it.
+    /// Its workers: which of the engine's `lists` (one per distinct worker list of the
+    /// current plan) is its own.
     list: usize,
     /// Waiting requests, in queue order.
     queue: Queue,
@@ -93,6 +91,18 @@ impl Queue {
     }
 }
 
+/// Workers that builders share, in plan order (2,000 builders each held a copy of the same
+/// eight names), and the dispatch index of those builders: the ones with waiting requests,
+/// by their oldest request. A freed slot goes to the first entry of the lists its worker is
+/// in (Buildbot's "oldest request first" across builders), without looking at any other
+/// queued request. One entry per waiting builder: an index per worker listed each under
+/// every one of its workers (2,000 builders × 8 workers: 0.9 MB).
+#[derive(Debug)]
+struct WorkerList {
+    workers: Arc<[WorkerName]>,
+    waiting: BTreeSet<(QueueKey, BuilderName)>,
+}
+
 #[derive(Debug, Default)]
 struct WorkerState {
     /// Position in the current plan; `None` for a connected worker the plan does not know.
@@ -107,8 +117,8 @@ struct WorkerState {
     basedir: Option<String>,
     /// Builds dispatched to it, starting ones included: each holds one of its slots.
     runs: BTreeSet<Lease>,
-    /// The engine's `waiting` sets of the worker lists it is in: a freed slot goes to the
-    /// first entry among them.
+    /// The engine's `lists` it is in: a freed slot goes to the first waiting builder among
+    /// them.
     lists: Vec<usize>,
     locks: LockTable,
     /// Ports reserved by its running builds.
@@ -201,12 +211,8 @@ pub struct Engine {
     options: EngineOptions,
     builders: HashMap<BuilderName, BuilderState>,
     workers: HashMap<WorkerName, WorkerState>,
-    /// The dispatch index: builders with waiting requests by their oldest request, one set
-    /// per distinct worker list of the plan. A freed slot goes to the first entry of the
-    /// sets its worker is in (Buildbot's "oldest request first" across builders), without
-    /// looking at any other queued request. One entry per waiting builder: a set per worker
-    /// listed each under every one of its workers (2,000 builders × 8 workers: 0.9 MB).
-    waiting: Vec<BTreeSet<(QueueKey, BuilderName)>>,
+    /// Each distinct worker list of the plan once, with its part of the dispatch index.
+    lists: Vec<WorkerList>,
     requests: HashMap<RequestId, RequestState>,
     runs: HashMap<Lease, Run>,
     builds: HashMap<BuildId, Lease>,
@@ -238,7 +244,7 @@ impl Engine {
             options,
             builders: HashMap::new(),
             workers: HashMap::new(),
-            waiting: Vec::new(),
+            lists: Vec::new(),
             requests: HashMap::new(),
             runs: HashMap::new(),
             builds: HashMap::new(),
@@ -310,6 +316,11 @@ impl Engine {
         self.stale
     }
 
+    /// The workers the plan gives a builder, in plan order.
+    fn workers_of(&self, builder: &BuilderState) -> &[WorkerName] {
+        self.lists.get(builder.list).map_or(&[], |l| &l.workers)
+    }
+
     /// Every waiting request with the reason it waits, in queue order per builder.
     pub fn pending(&self) -> Vec<PendingRequest> {
         let mut names: Vec<&BuilderName> = self
@@ -322,10 +333,10 @@ impl Engine {
         let mut out = Vec::new();
         for name in names {
             let builder = &self.builders[name];
-            let reason = if builder.workers.is_empty() {
+            let workers = self.workers_of(builder);
+            let reason = if workers.is_empty() {
                 WaitReason::NoWorkerConfigured
-            } else if builder
-                .workers
+            } else if workers
                 .iter()
                 .all(|w| self.workers.get(w).is_none_or(|s| s.basedir.is_none()))
             {
@@ -678,10 +689,9 @@ impl Engine {
         }
         for builder in self.builders.values_mut() {
             builder.plan_index = None;
-            builder.workers = Arc::default();
         }
-        // Each distinct worker list once, numbered: the dispatch index's sets.
-        let mut lists: Vec<Arc<[WorkerName]>> = Vec::new();
+        // Each distinct worker list once, numbered.
+        let mut lists: Vec<WorkerList> = Vec::new();
         let mut list_numbers: HashMap<&[Arc<str>], usize> = HashMap::new();
         for (i, b) in plan.builders.iter().enumerate() {
             let list = *list_numbers.entry(&b.workers).or_insert_with(|| {
@@ -696,7 +706,10 @@ impl Engine {
                         .lists
                         .push(lists.len());
                 }
-                lists.push(workers);
+                lists.push(WorkerList {
+                    workers,
+                    waiting: BTreeSet::new(),
+                });
                 lists.len() - 1
             });
             let state = self
@@ -704,10 +717,8 @@ impl Engine {
                 .entry(BuilderName::from(b.name.as_str()))
                 .or_default();
             state.plan_index = Some(i);
-            state.workers = lists[list].clone();
             state.list = list;
         }
-        let list_count = lists.len();
         self.plan = plan;
         // Waiting requests of builders that left the plan are cancelled.
         let mut gone: Vec<(QueueKey, RequestId)> = self
@@ -726,11 +737,13 @@ impl Engine {
         }
         self.builders.retain(|_, b| b.plan_index.is_some());
         // The dispatch index, rebuilt from scratch: worker lists may have changed. (Until
-        // here the old one served the requests of builders that left the plan.)
-        self.waiting = vec![BTreeSet::new(); list_count];
+        // here the old lists served the requests of builders that left the plan.)
+        self.lists = lists;
         for (name, builder) in &self.builders {
             if let Some(head) = builder.queue.head_key() {
-                self.waiting[builder.list].insert((head, name.clone()));
+                self.lists[builder.list]
+                    .waiting
+                    .insert((head, name.clone()));
                 self.dirty_builders.push(name.clone());
             }
         }
@@ -1054,7 +1067,8 @@ impl Engine {
         let Some(waiting) = self
             .builders
             .get(name)
-            .and_then(|b| self.waiting.get_mut(b.list))
+            .and_then(|b| self.lists.get_mut(b.list))
+            .map(|list| &mut list.waiting)
         else {
             return;
         };
@@ -1115,13 +1129,13 @@ impl Engine {
                 return;
             }
             let free = |w: &WorkerName| self.workers.get(w).is_some_and(WorkerState::has_free_slot);
+            let workers = self.workers_of(builder);
             let chosen = builder
                 .last_worker
                 .as_ref()
-                .filter(|w| builder.workers.contains(w) && free(w))
+                .filter(|w| workers.contains(w) && free(w))
                 .or_else(|| {
-                    builder
-                        .workers
+                    workers
                         .iter()
                         .filter(|w| free(w))
                         .min_by_key(|w| self.workers.get(*w).map_or(0, |s| s.runs.len()))
@@ -1146,7 +1160,7 @@ impl Engine {
             let oldest = worker
                 .lists
                 .iter()
-                .filter_map(|&list| self.waiting.get(list).and_then(BTreeSet::first))
+                .filter_map(|&list| self.lists.get(list).and_then(|l| l.waiting.first()))
                 .min();
             let Some((_, builder)) = oldest.cloned() else {
                 return;
@@ -1293,7 +1307,7 @@ impl Engine {
                 }
             }
         }
-        for (list, waiting) in self.waiting.iter().enumerate() {
+        for (list, WorkerList { waiting, .. }) in self.lists.iter().enumerate() {
             for (key, builder) in waiting {
                 let state = self.builders.get(builder);
                 if state.and_then(|b| b.queue.head_key()) != Some(*key) {
@@ -1339,14 +1353,14 @@ impl Engine {
             }
             if let Some(head) = b.queue.head_key() {
                 let indexed = self
-                    .waiting
+                    .lists
                     .get(b.list)
-                    .is_some_and(|set| set.contains(&(head, name.clone())));
+                    .is_some_and(|l| l.waiting.contains(&(head, name.clone())));
                 if !indexed {
                     return fail(format!("{name}: head not indexed"));
                 }
             }
-            for w in b.workers.iter() {
+            for w in self.workers_of(b) {
                 if !self
                     .workers
                     .get(w)

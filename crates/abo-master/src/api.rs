@@ -161,15 +161,6 @@ fn parse_id(what: &str, s: &str) -> Result<u64, ApiError> {
         .ok_or_else(|| ApiError::bad(format!("{what} must be a non-negative integer, not {s:?}")))
 }
 
-fn masked(shared: &Shared, props: &BTreeMap<String, String>) -> Value {
-    Value::Object(
-        props
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(shared.mask(v))))
-            .collect(),
-    )
-}
-
 fn build_json(b: &abo_store::Build) -> Value {
     json!({
         "id": b.id.0,
@@ -195,7 +186,7 @@ struct BuilderJson<'a> {
     last_build: Option<Value>,
     name: &'a str,
     pending: u64,
-    properties: BTreeMap<&'a str, String>,
+    properties: Value,
     workers: &'a [Arc<str>],
 }
 
@@ -229,11 +220,7 @@ async fn builders(State(api): State<Api>) -> Answer {
             last_build,
             name: &b.name,
             pending: summary.map_or(0, |s| s.queued),
-            properties: b
-                .properties
-                .iter()
-                .map(|(k, v)| (k.as_str(), api.shared.mask(v)))
-                .collect(),
+            properties: api.shared.masked_properties(&b.properties),
             workers: &b.workers,
         };
         serde_json::to_writer(&mut body, &builder).map_err(ApiError::internal)?;
@@ -280,7 +267,9 @@ async fn build(State(api): State<Api>, Path(id): Path<String>) -> Answer {
     };
     let b = &details.build;
     let mut out = build_json(b);
-    out["properties"] = masked(&api.shared, &json_properties(&b.properties));
+    out["properties"] = api
+        .shared
+        .masked_properties(&json_properties(&b.properties));
     let mut steps: Vec<Value> = details
         .steps
         .iter()

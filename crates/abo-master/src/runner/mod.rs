@@ -111,6 +111,16 @@ impl Shared {
     pub fn mask(&self, s: &str) -> String {
         self.masker.mask_str(s)
     }
+
+    /// Properties as stored and shown (API answers, build rows): every secret masked.
+    pub fn masked_properties(&self, props: &BTreeMap<String, String>) -> serde_json::Value {
+        serde_json::Value::Object(
+            props
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(self.mask(v))))
+                .collect(),
+        )
+    }
 }
 
 /// The store and plan prepared before anything listens: interrupted builds are marked,
@@ -584,7 +594,7 @@ impl Runner {
                     return;
                 };
                 ctx.properties = properties;
-                let json = masked_json(&self.shared, &ctx.properties);
+                let json = self.shared.masked_properties(&ctx.properties);
                 let lease = ctx.store_lease;
                 if let Err(e) = store
                     .set_build_properties(abo_store::BuildId(build.0), lease, json)
@@ -856,20 +866,10 @@ impl Runner {
         }
         if !properties.is_empty() {
             ctx.properties.extend(properties);
-            let json = masked_json(&self.shared, &ctx.properties);
+            let json = self.shared.masked_properties(&ctx.properties);
             if let Err(e) = store.set_build_properties(id, ctx.store_lease, json).await {
                 tracing::warn!(build = build.0, "cannot store the build's properties: {e}");
             }
         }
     }
-}
-
-/// Properties as stored and shown: every secret masked.
-fn masked_json(shared: &Shared, props: &BTreeMap<String, String>) -> serde_json::Value {
-    serde_json::Value::Object(
-        props
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(shared.mask(v))))
-            .collect(),
-    )
 }

@@ -41,20 +41,21 @@ const MIGRATION_LOCK: i64 = 0x61626f5f6d696772; // "abo_migr"
 /// Whether `url_or_path` names a PostgreSQL database (a `postgres://` or `postgresql://`
 /// URL, any case).
 pub(crate) fn is_url(url_or_path: &str) -> bool {
-    let lower = url_or_path
-        .get(..13)
-        .unwrap_or(url_or_path)
-        .to_ascii_lowercase();
-    lower.starts_with("postgres://") || lower.starts_with("postgresql://")
+    after_scheme(url_or_path).is_some_and(|rest| rest.starts_with("//"))
 }
 
 /// Whether `url_or_path` starts with a PostgreSQL scheme (`postgres:`, `postgresql:`).
 pub(crate) fn is_scheme(url_or_path: &str) -> bool {
-    let lower = url_or_path
-        .get(..11)
-        .unwrap_or(url_or_path)
-        .to_ascii_lowercase();
-    lower.starts_with("postgres:") || lower.starts_with("postgresql:")
+    after_scheme(url_or_path).is_some()
+}
+
+/// What follows a PostgreSQL scheme (`postgres:` or `postgresql:`, any case).
+fn after_scheme(url_or_path: &str) -> Option<&str> {
+    ["postgresql:", "postgres:"].iter().find_map(|scheme| {
+        let head = url_or_path.get(..scheme.len())?;
+        head.eq_ignore_ascii_case(scheme)
+            .then(|| &url_or_path[scheme.len()..])
+    })
 }
 
 /// The URL with its password (in the user info or a `password=` parameter) replaced by

@@ -197,6 +197,12 @@ fn results_properties_secrets_and_api_refusals() {
     assert_eq!(ok["pending"], 0);
     let builds = master.get_json("/api/v1/builds?limit=2");
     assert_eq!(builds.as_array().unwrap().len(), 2);
+    // A listed build is its own page's answer without the properties and the steps.
+    let mut detail = master.get_json(&format!("/api/v1/builds/{}", builds[1]["id"]));
+    let detail = detail.as_object_mut().unwrap();
+    assert!(detail.remove("properties").unwrap().is_object());
+    assert!(detail.remove("steps").unwrap().is_array());
+    assert_eq!(builds[1].as_object().unwrap(), detail);
     let first = builds[0]["id"].as_u64().unwrap();
     let older = master.get_json(&format!("/api/v1/builds?before={first}&builder=ok"));
     assert!(older

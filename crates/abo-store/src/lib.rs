@@ -84,8 +84,8 @@ mod users;
 mod views;
 
 pub use builds::{
-    Build, BuildDetails, BuilderSummary, Interrupted, Step, StepDetails, StepOutcome, StepUrl,
-    MAX_PAGE,
+    Build, BuildDetails, BuilderSummary, Interrupted, Properties, Step, StepDetails, StepOutcome,
+    StepUrl, MAX_PAGE,
 };
 pub use changes::{Change, NewChange, PollerMark, PushRecord, SchedulerTimer};
 pub use error::{Error, Result};

@@ -3,7 +3,7 @@
 
 mod common;
 
-use abo_store::{BuildId, Store};
+use abo_store::{BuildId, Properties, Store};
 use common::{Backend, TestDb};
 use std::time::Instant;
 
@@ -139,7 +139,10 @@ async fn a_builder_history_pages_fast_among_100k_builds(backend: Backend) {
         )
     };
     let started = Instant::now();
-    let page = s.list_builds(Some("odoo-07-pg14"), None, 50).await.unwrap();
+    let page = s
+        .list_builds(Some("odoo-07-pg14"), None, 50, Properties::Read)
+        .await
+        .unwrap();
     time("list_builds(one builder, first page of 50)", started);
     assert_eq!(page.len(), 50);
     assert_eq!(page[0].number, 2000);
@@ -147,7 +150,12 @@ async fn a_builder_history_pages_fast_among_100k_builds(backend: Backend) {
 
     let started = Instant::now();
     let deep = s
-        .list_builds(Some("odoo-07-pg14"), Some(BuildId(400)), 50)
+        .list_builds(
+            Some("odoo-07-pg14"),
+            Some(BuildId(400)),
+            50,
+            Properties::Read,
+        )
         .await
         .unwrap();
     time("list_builds(one builder, last page)", started);
@@ -158,7 +166,7 @@ async fn a_builder_history_pages_fast_among_100k_builds(backend: Backend) {
 
     let started = Instant::now();
     let page = s
-        .list_builds(None, Some(BuildId(50_000)), 100)
+        .list_builds(None, Some(BuildId(50_000)), 100, Properties::Read)
         .await
         .unwrap();
     time(
@@ -172,7 +180,7 @@ async fn a_builder_history_pages_fast_among_100k_builds(backend: Backend) {
     let (mut before, mut seen) = (None, 0);
     loop {
         let page = s
-            .list_builds(Some("odoo-13-pg14"), before, 200)
+            .list_builds(Some("odoo-13-pg14"), before, 200, Properties::Read)
             .await
             .unwrap();
         let Some(last) = page.last() else { break };

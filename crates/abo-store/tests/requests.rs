@@ -4,8 +4,8 @@
 mod common;
 
 use abo_store::{
-    BuildResult, Error, Lease, LogKind, LogOptions, NewChange, NewRequest, RequestId, RequestState,
-    StepOutcome, StepUrl, Store, Stream,
+    BuildResult, Error, Lease, LogKind, LogOptions, NewChange, NewRequest, Properties, RequestId,
+    RequestState, StepOutcome, StepUrl, Store, Stream,
 };
 use common::{running_build, store_on, t, Backend, TestDb};
 use serde_json::json;
@@ -538,17 +538,34 @@ async fn builders_summary_and_build_pages(backend: Backend) {
     assert_eq!(summary[1].last_finished, None);
     assert_eq!((summary[2].builds, summary[2].queued), (0, 1));
 
-    let all = s.list_builds(None, None, 10).await.unwrap();
+    let all = s
+        .list_builds(None, None, 10, Properties::Read)
+        .await
+        .unwrap();
     assert_eq!(all.iter().map(|b| b.id).collect::<Vec<_>>(), [b1, a2, a1]);
-    let of_a = s.list_builds(Some("a"), None, 1).await.unwrap();
+    assert!(all.iter().all(|b| b.properties.is_object()));
+    let without = s
+        .list_builds(None, None, 10, Properties::Skipped)
+        .await
+        .unwrap();
+    let brief = |b: &abo_store::Build| (b.id, b.builder.clone(), b.number, b.result);
+    assert_eq!(
+        without.iter().map(brief).collect::<Vec<_>>(),
+        all.iter().map(brief).collect::<Vec<_>>()
+    );
+    assert!(without.iter().all(|b| b.properties.is_null()));
+    let of_a = s
+        .list_builds(Some("a"), None, 1, Properties::Read)
+        .await
+        .unwrap();
     assert_eq!(of_a[0].id, a2);
     let next = s
-        .list_builds(Some("a"), Some(of_a[0].id), 10)
+        .list_builds(Some("a"), Some(of_a[0].id), 10, Properties::Read)
         .await
         .unwrap();
     assert_eq!(next.iter().map(|b| b.id).collect::<Vec<_>>(), [a1]);
     assert!(s
-        .list_builds(Some("zz"), None, 10)
+        .list_builds(Some("zz"), None, 10, Properties::Read)
         .await
         .unwrap()
         .is_empty());
@@ -574,9 +591,17 @@ async fn unreadable_stored_values_are_errors_not_panics(backend: Backend) {
     .await;
     assert!(matches!(s.get_build(build).await, Err(Error::Corrupt(_))));
     assert!(matches!(
-        s.list_builds(None, None, 5).await,
+        s.list_builds(None, None, 5, Properties::Read).await,
         Err(Error::Corrupt(_))
     ));
+    // A list without the properties does not read them.
+    assert_eq!(
+        s.list_builds(None, None, 5, Properties::Skipped)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 on_both!(tokio::test => submitted_requests_are_durable_and_queued_in_order,

@@ -116,7 +116,9 @@ pub(crate) async fn page(
     };
     let store = web.store();
     // One more than shown: the result before the page's last build tells if it broke.
-    let mut builds = store.list_builds(Some(&name), before, PAGE + 1).await?;
+    let mut builds = store
+        .list_builds(Some(&name), before, PAGE + 1, abo_store::Properties::Read)
+        .await?;
     if plan_builder.is_none() && builds.is_empty() {
         return Err(WebError::NotFound(format!("no builder {name:?}")));
     }

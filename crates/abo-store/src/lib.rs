@@ -239,8 +239,10 @@ impl Store {
     /// Empties the page caches of the connections not in use (SQLite; nothing on
     /// PostgreSQL, whose caches are the server's). A burst of builds leaves them full:
     /// 1.0 MB of pages between the writer and the pooled readers, kept while the master
-    /// idles; the pages stay in the system's page cache, microseconds away.
+    /// idles; the pages stay in the system's page cache, microseconds away. Also frees the
+    /// log compressors kept for reuse when none was used since the previous call.
     pub async fn release_memory(&self) -> Result<()> {
+        logs::release_idle_compressors();
         let db = self.db.clone();
         blocking(move || match &*db {
             Backend::Sqlite(db) => db.release_memory(),

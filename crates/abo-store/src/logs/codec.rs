@@ -6,7 +6,8 @@ use crate::error::{Error, Result};
 use flate2::read::ZlibDecoder;
 use flate2::{Compress, Compression, FlushCompress, Status};
 use std::io::Read;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 /// Compressors kept for reuse. A new one allocates and zeroes a few hundred KiB of
 /// tables, which cost as much as compressing a chunk of repetitive output; a reset one
@@ -15,11 +16,28 @@ use std::sync::Mutex;
 static COMPRESSORS: Mutex<Vec<Compress>> = Mutex::new(Vec::new());
 const KEEP_COMPRESSORS: usize = 2;
 
-pub(crate) fn compress(raw: &[u8]) -> Result<Vec<u8>> {
-    let pooled = COMPRESSORS
+/// Chunks compressed so far, and their number at the last [`release_idle_compressors`].
+static COMPRESSED: AtomicU64 = AtomicU64::new(0);
+static COMPRESSED_AT_RELEASE: AtomicU64 = AtomicU64::new(0);
+
+/// Frees the kept compressors if no chunk was compressed since the last call: an idle
+/// master does not keep their 380 KB, a busy one keeps them between its periodic calls.
+pub(crate) fn release_idle_compressors() {
+    let now = COMPRESSED.load(Ordering::Relaxed);
+    if COMPRESSED_AT_RELEASE.swap(now, Ordering::Relaxed) == now {
+        *lock_pool() = Vec::new();
+    }
+}
+
+fn lock_pool() -> MutexGuard<'static, Vec<Compress>> {
+    COMPRESSORS
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .pop();
+}
+
+pub(crate) fn compress(raw: &[u8]) -> Result<Vec<u8>> {
+    COMPRESSED.fetch_add(1, Ordering::Relaxed);
+    let pooled = lock_pool().pop();
     let mut c = match pooled {
         Some(mut c) => {
             c.reset();
@@ -42,9 +60,7 @@ pub(crate) fn compress(raw: &[u8]) -> Result<Vec<u8>> {
             break;
         }
     }
-    let mut pool = COMPRESSORS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut pool = lock_pool();
     if pool.len() < KEEP_COMPRESSORS {
         pool.push(c);
     }
@@ -88,6 +104,12 @@ mod tests {
                 let packed = compress(raw).unwrap();
                 assert_eq!(decompress(&packed, raw.len() as u64).unwrap(), raw);
             }
+            // Released between chunks (when idle since the last release): the next one
+            // is compressed by a new compressor, the same way.
+            release_idle_compressors();
+            release_idle_compressors();
+            let packed = compress(raw).unwrap();
+            assert_eq!(decompress(&packed, raw.len() as u64).unwrap(), raw);
         }
     }
 }

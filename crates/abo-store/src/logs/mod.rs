@@ -2,6 +2,7 @@
 //! whole in memory. The format is described in the crate documentation.
 
 mod codec;
+pub(crate) use codec::release_idle_compressors;
 mod encoder;
 mod mask;
 mod reader;

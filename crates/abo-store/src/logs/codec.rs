@@ -13,38 +13,72 @@ use std::sync::{Mutex, MutexGuard};
 /// tables, which cost as much as compressing a chunk of repetitive output; a reset one
 /// only clears its hash heads. Two cover the usual number of logs written at once, and
 /// memory stays bounded however many there are.
-static COMPRESSORS: Mutex<Vec<Compress>> = Mutex::new(Vec::new());
+static COMPRESSORS: Pool = Pool::new();
 const KEEP_COMPRESSORS: usize = 2;
-
-/// Chunks compressed so far, and their number at the last [`release_idle_compressors`].
-static COMPRESSED: AtomicU64 = AtomicU64::new(0);
-static COMPRESSED_AT_RELEASE: AtomicU64 = AtomicU64::new(0);
 
 /// Frees the kept compressors if no chunk was compressed since the last call: an idle
 /// master does not keep their 380 KB, a busy one keeps them between its periodic calls.
 pub(crate) fn release_idle_compressors() {
-    let now = COMPRESSED.load(Ordering::Relaxed);
-    if COMPRESSED_AT_RELEASE.swap(now, Ordering::Relaxed) == now {
-        *lock_pool() = Vec::new();
+    COMPRESSORS.release_if_idle();
+}
+
+struct Pool {
+    kept: Mutex<Vec<Compress>>,
+    /// Compressors taken so far, and their number at the last `release_if_idle`.
+    taken: AtomicU64,
+    taken_at_release: AtomicU64,
+}
+
+impl Pool {
+    const fn new() -> Pool {
+        Pool {
+            kept: Mutex::new(Vec::new()),
+            taken: AtomicU64::new(0),
+            taken_at_release: AtomicU64::new(0),
+        }
+    }
+
+    fn kept(&self) -> MutexGuard<'_, Vec<Compress>> {
+        self.kept
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn take(&self) -> Compress {
+        self.taken.fetch_add(1, Ordering::Relaxed);
+        let kept = self.kept().pop();
+        match kept {
+            Some(mut c) => {
+                c.reset();
+                c
+            }
+            None => Compress::new(Compression::fast(), true),
+        }
+    }
+
+    fn give_back(&self, c: Compress) {
+        let mut kept = self.kept();
+        if kept.len() < KEEP_COMPRESSORS {
+            kept.push(c);
+        }
+    }
+
+    fn release_if_idle(&self) {
+        let taken = self.taken.load(Ordering::Relaxed);
+        if self.taken_at_release.swap(taken, Ordering::Relaxed) == taken {
+            *self.kept() = Vec::new();
+        }
     }
 }
 
-fn lock_pool() -> MutexGuard<'static, Vec<Compress>> {
-    COMPRESSORS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+pub(crate) fn compress(raw: &[u8]) -> Result<Vec<u8>> {
+    let mut c = COMPRESSORS.take();
+    let packed = compress_with(&mut c, raw);
+    COMPRESSORS.give_back(c);
+    packed
 }
 
-pub(crate) fn compress(raw: &[u8]) -> Result<Vec<u8>> {
-    COMPRESSED.fetch_add(1, Ordering::Relaxed);
-    let pooled = lock_pool().pop();
-    let mut c = match pooled {
-        Some(mut c) => {
-            c.reset();
-            c
-        }
-        None => Compress::new(Compression::fast(), true),
-    };
+fn compress_with(c: &mut Compress, raw: &[u8]) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(raw.len() / 4 + 64);
     loop {
         let consumed = usize::try_from(c.total_in())
@@ -59,10 +93,6 @@ pub(crate) fn compress(raw: &[u8]) -> Result<Vec<u8>> {
         if status == Status::StreamEnd {
             break;
         }
-    }
-    let mut pool = lock_pool();
-    if pool.len() < KEEP_COMPRESSORS {
-        pool.push(c);
     }
     Ok(out)
 }
@@ -104,12 +134,27 @@ mod tests {
                 let packed = compress(raw).unwrap();
                 assert_eq!(decompress(&packed, raw.len() as u64).unwrap(), raw);
             }
-            // Released between chunks (when idle since the last release): the next one
-            // is compressed by a new compressor, the same way.
-            release_idle_compressors();
-            release_idle_compressors();
-            let packed = compress(raw).unwrap();
-            assert_eq!(decompress(&packed, raw.len() as u64).unwrap(), raw);
         }
+    }
+
+    #[test]
+    fn kept_compressors_are_freed_only_after_an_idle_period() {
+        let pool = Pool::new();
+        let c = pool.take();
+        pool.give_back(c);
+        assert_eq!(pool.kept().len(), 1);
+        // Used since the last release (there was none): kept.
+        pool.release_if_idle();
+        assert_eq!(pool.kept().len(), 1);
+        // Unused since: freed.
+        pool.release_if_idle();
+        assert!(pool.kept().is_empty());
+        // A new one compresses as well, and is kept again while in use.
+        let mut c = pool.take();
+        let packed = compress_with(&mut c, b"line\n").unwrap();
+        assert_eq!(decompress(&packed, 5).unwrap(), b"line\n");
+        pool.give_back(c);
+        pool.release_if_idle();
+        assert_eq!(pool.kept().len(), 1);
     }
 }

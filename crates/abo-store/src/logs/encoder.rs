@@ -210,7 +210,7 @@ impl Encoder {
             if !self.buf.is_empty() && self.buf.len() + len > CHUNK_BYTES {
                 self.buf_newlines += records;
                 records = 0;
-                self.seal_all();
+                self.seal_full();
             }
             room -= len as u64;
             self.buf.push(prefix);
@@ -238,7 +238,7 @@ impl Encoder {
             && (len as u64) <= self.cap.saturating_sub(self.accepted)
         {
             if !self.buf.is_empty() && self.buf.len() + len > CHUNK_BYTES {
-                self.seal_all();
+                self.seal_full();
             }
             self.accepted += len as u64;
             self.buf.push(stream.prefix());
@@ -305,7 +305,7 @@ impl Encoder {
             LogKind::Stdio => {
                 // Records stay whole within a chunk, so stdio chunks start at line starts.
                 if !self.buf.is_empty() && self.buf.len() + bytes.len() > CHUNK_BYTES {
-                    self.seal_all();
+                    self.seal_full();
                 }
                 self.buf.extend_from_slice(bytes);
                 self.buf_newlines += memchr::memchr_iter(b'\n', bytes).count() as u64;
@@ -334,13 +334,23 @@ impl Encoder {
                 let newlines = count_newlines(&head);
                 self.seal(head, newlines);
             }
-            _ => self.seal_all(),
+            _ => self.seal_full(),
         }
     }
 
+    /// Seals the buffer because the next bytes would overflow it: more output is coming,
+    /// so the next chunk's room is taken at once instead of grown to.
+    fn seal_full(&mut self) {
+        self.seal_all();
+        self.buf.reserve(CHUNK_BYTES);
+    }
+
+    /// Seals the buffer and leaves none in its place: a flushed log may stay quiet for
+    /// long (sixteen running builds each kept an empty 64 KiB buffer per log after their
+    /// first flush); what comes next grows a new one.
     fn seal_all(&mut self) {
         if !self.buf.is_empty() {
-            let raw = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
+            let raw = std::mem::take(&mut self.buf);
             let newlines = match self.kind {
                 LogKind::Stdio => std::mem::take(&mut self.buf_newlines),
                 LogKind::Text => count_newlines(&raw),
@@ -390,6 +400,25 @@ mod tests {
         e.finish();
         assert_eq!(stored(&mut e), b"oout1\neerr1\noout2\nhexit 0\n");
         assert_eq!(e.totals().line_count, 4);
+    }
+
+    #[test]
+    fn a_flushed_log_keeps_no_buffer_and_a_full_one_its_next_chunk() {
+        let mut e = Encoder::new(LogKind::Stdio, u64::MAX, Masker::none());
+        e.write(Stream::Stdout, b"one line\n");
+        e.flush();
+        assert_eq!(stored(&mut e), b"oone line\n");
+        assert_eq!(e.buf.capacity(), 0);
+        // Output that fills chunks: the next one's room is taken as the last is sealed.
+        let line = [b'x'; 1000];
+        for _ in 0..(CHUNK_BYTES / 1000 + 1) {
+            e.write(Stream::Stdout, &line);
+            e.write(Stream::Stdout, b"\n");
+        }
+        assert_eq!(e.take_sealed().len(), 1);
+        assert!(e.buf.capacity() >= CHUNK_BYTES);
+        e.finish();
+        assert_eq!(e.buf.capacity(), 0);
     }
 
     #[test]

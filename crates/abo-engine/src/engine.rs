@@ -136,16 +136,41 @@ impl WorkerState {
 
 #[derive(Debug)]
 struct RequestState {
-    request: NewRequest,
+    id: RequestId,
+    builder: BuilderName,
+    properties: BTreeMap<String, String>,
+    submitted_at: Timestamp,
+    mergeable: bool,
     /// The dispatch that holds it; `None` while it waits in its builder's queue.
     claimed: Option<Lease>,
 }
 
 impl RequestState {
+    /// A submitted request as the engine keeps it: without its reason, which only the
+    /// store and the pages show (2,000 waiting requests held 0.2 MB of reasons).
+    fn waiting(request: NewRequest) -> RequestState {
+        let NewRequest {
+            id,
+            builder,
+            properties,
+            reason: _,
+            submitted_at,
+            mergeable,
+        } = request;
+        RequestState {
+            id,
+            builder,
+            properties,
+            submitted_at,
+            mergeable,
+            claimed: None,
+        }
+    }
+
     fn key(&self) -> QueueKey {
         QueueKey {
-            submitted_at: self.request.submitted_at,
-            request: self.request.id,
+            submitted_at: self.submitted_at,
+            request: self.id,
         }
     }
 }
@@ -418,13 +443,7 @@ impl Engine {
             return;
         }
         let id = request.id;
-        self.requests.insert(
-            id,
-            RequestState {
-                request,
-                claimed: None,
-            },
-        );
+        self.requests.insert(id, RequestState::waiting(request));
         self.enqueue(id);
     }
 
@@ -436,7 +455,7 @@ impl Engine {
             Some(lease) => self.stop(lease, out),
             None => {
                 let key = state.key();
-                let builder = state.request.builder.clone();
+                let builder = state.builder.clone();
                 self.forget(id);
                 self.unqueue(&builder, key);
                 out.push(Action::CompleteRequest {
@@ -532,13 +551,7 @@ impl Engine {
             props.extend(w.properties.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         if let Some(first) = run.requests.first().and_then(|r| self.requests.get(r)) {
-            props.extend(
-                first
-                    .request
-                    .properties
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone())),
-            );
+            props.extend(first.properties.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         // Set last: a forced property may tune the build, but not redirect its directory
         // or misname its builder and worker.
@@ -1005,7 +1018,7 @@ impl Engine {
         out.push(Action::RequeueRequest { request });
         let known = self
             .builders
-            .get(&state.request.builder)
+            .get(&state.builder)
             .is_some_and(|b| b.plan_index.is_some());
         if known {
             self.enqueue(request);
@@ -1037,7 +1050,7 @@ impl Engine {
             return;
         };
         let key = state.key();
-        let name = state.request.builder.clone();
+        let name = state.builder.clone();
         let Some(builder) = self.builders.get_mut(&name) else {
             return;
         };
@@ -1189,14 +1202,14 @@ impl Engine {
         let mut requests = vec![head];
         builder.queue.remove(head_key);
         if self.options.merge_requests {
-            if let Some(first) = self.requests.get(&head).filter(|r| r.request.mergeable) {
+            if let Some(first) = self.requests.get(&head).filter(|r| r.mergeable) {
                 let merged: Vec<(QueueKey, RequestId)> = builder
                     .queue
                     .iter()
                     .filter(|(_, id)| {
-                        self.requests.get(id).is_some_and(|r| {
-                            r.request.mergeable && r.request.properties == first.request.properties
-                        })
+                        self.requests
+                            .get(id)
+                            .is_some_and(|r| r.mergeable && r.properties == first.properties)
                     })
                     .collect();
                 for (key, id) in merged {
@@ -1347,7 +1360,7 @@ impl Engine {
                 if state.claimed.is_some() {
                     return fail(format!("request {id} both queued and running"));
                 }
-                if state.key() != key || state.request.builder != *name {
+                if state.key() != key || state.builder != *name {
                     return fail(format!("request {id} queued under the wrong key"));
                 }
             }

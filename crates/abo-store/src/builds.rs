@@ -141,14 +141,21 @@ pub struct StepOutcome {
     pub hidden: bool,
 }
 
-pub(crate) const BUILD_COLS: &str =
-    "id, request, builder, number, worker, lease, started_at, finished_at, \
-                          result, state_string, properties";
+/// A build's columns, in `build_from_row`'s order, with `$properties` as the last one.
+macro_rules! build_cols {
+    ($properties:literal) => {
+        concat!(
+            "id, request, builder, number, worker, lease, started_at, finished_at, \
+             result, state_string, ",
+            $properties
+        )
+    };
+}
+
+pub(crate) const BUILD_COLS: &str = build_cols!("properties");
 
 /// [`BUILD_COLS`] with a JSON `null` in place of the properties.
-const BUILD_COLS_WITHOUT_PROPERTIES: &str =
-    "id, request, builder, number, worker, lease, started_at, finished_at, \
-                          result, state_string, 'null'";
+const BUILD_COLS_WITHOUT_PROPERTIES: &str = build_cols!("'null'");
 
 pub(crate) fn build_from_row(r: &Row<'_>) -> Result<Build> {
     Ok(Build {

@@ -4,6 +4,7 @@
 mod client;
 mod cmd;
 mod config_repo;
+mod libm_shim;
 mod load;
 mod pidfile;
 

@@ -141,7 +141,7 @@ fn start_serve_a_worker_and_stop_on_sigterm() {
     assert_eq!(list[0]["capabilities"][0]["version"], "15");
 
     let wdir = tmp.path().join("worker");
-    let _worker = start_worker(&wdir, worker_addr);
+    let worker_process = start_worker(&wdir, worker_addr);
     let deadline = Instant::now() + Duration::from_secs(30);
     let worker = loop {
         let (_, body) = get(http_addr, "/api/v1/workers");
@@ -158,6 +158,12 @@ fn start_serve_a_worker_and_stop_on_sigterm() {
     assert!(worker["version"].is_string(), "{worker}");
     assert!(worker["connected_since"].is_string(), "{worker}");
     assert!(!worker.to_string().contains("change-me"));
+    // The binary brings its own `pow` and `log` (src/libm_shim.rs): no libm is mapped.
+    for pid in [master.0.id(), worker_process.0.id()] {
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+        assert!(maps.contains("libc.so"), "{maps}");
+        assert!(!maps.contains("libm.so"), "{maps}");
+    }
 
     // SIGTERM: a clean stop, exit status 0.
     // SAFETY: kill(2) on our own child's pid.

@@ -1,13 +1,12 @@
 //! The two C math functions the program uses, so that it needs no `libm.so`.
 //!
 //! The binary calls only `pow` (tokio's scheduler statistics) and `log` (SQLite's FTS5
-//! ranking) from the system's libm. Mapping that library for them costs a running master
-//! about 0.6 MB of resident pages (its code, symbol tables and relocations), more than
-//! the two functions' share of anything it does. Defined here, with the `libm` crate's
-//! ports of musl's implementations (correctly rounded in all but rare cases, as glibc's),
-//! the linker resolves both calls inside the binary and, linking with `--as-needed`,
-//! drops libm from its needed libraries. `tests/start.rs` checks that a running master and
-//! worker map no libm.
+//! ranking) from the system's libm, and mapping that library for them kept about 0.6 MB
+//! resident in a master at the dispatch benchmark's peak (its code, symbol tables and
+//! relocations). Defined here, with the `libm` crate's ports of FreeBSD's implementations
+//! (errors under one unit in the last place, as glibc's), both calls resolve inside the
+//! binary and the linker, run with `--as-needed`, drops libm from the needed libraries.
+//! `tests/start.rs` checks that a running master and worker map no libm.
 
 /// C's `double pow(double, double)`.
 #[no_mangle]

@@ -4,7 +4,9 @@
 use crate::db::{json_out, Row, Tx};
 use crate::error::{Error, Result};
 use crate::logs::{log_from_row, LogInfo, LOG_COLS};
-use crate::requests::{complete_with, requeue_with, require_request, running_build};
+use crate::requests::{
+    claim_request_in, complete_with, merge_request_in, requeue_with, require_request, running_build,
+};
 use crate::types::{BuildId, BuildResult, Lease, RequestId, RequestState, StepId, Timestamp};
 use crate::Store;
 use serde::{Deserialize, Serialize};
@@ -237,51 +239,42 @@ impl Store {
         now: Timestamp,
     ) -> Result<(BuildId, u32)> {
         let worker = worker.to_owned();
+        self.write(move |tx| create_build_in(tx, request, &worker, lease, now))
+            .await
+    }
+
+    /// One dispatch in one transaction: claims `requests[0]` with `lease`, merges the
+    /// other requests into it, and creates its build ([`Store::claim_request`],
+    /// [`Store::merge_request`], [`Store::create_build`]). If the claim or the build
+    /// fails nothing is changed; a request that cannot be merged (taken meanwhile) is left
+    /// as it is and returned with the reason, and the build runs without it.
+    pub async fn start_build(
+        &self,
+        requests: Vec<RequestId>,
+        worker: &str,
+        lease: Lease,
+        now: Timestamp,
+    ) -> Result<StartedBuild> {
+        let worker = worker.to_owned();
         self.write(move |tx| {
-            let req = require_request(tx, request)?;
-            if req.state != RequestState::Claimed {
-                return Err(Error::RequestState {
-                    id: request,
-                    state: req.state,
-                    expected: "claimed",
-                });
-            }
-            if req.claimed_by != Some(lease) {
-                return Err(Error::RequestLease {
-                    id: request,
-                    claimed: req.claimed_by,
-                    presented: lease,
-                });
-            }
-            if let Some(main) = req.merged_into {
-                return Err(Error::Invalid(format!(
-                    "build request {request} rides with request {main}: build that one"
-                )));
-            }
-            if let Some(build) = running_build(tx, request)? {
-                return Err(Error::BuildRunning { id: request, build });
-            }
-            tx.execute(
-                "INSERT INTO builders (name) VALUES (?1) ON CONFLICT DO NOTHING",
-                &[&req.builder],
-            )?;
-            let number: u32 = tx.query_one(
-                "UPDATE builders SET next_number = next_number + 1 WHERE name = ?1
-                 RETURNING next_number - 1",
-                &[&req.builder],
-                |r| r.get(0),
-            )?;
-            let id: BuildId = tx.query_one(
-                "INSERT INTO builds (request, builder, number, worker, lease, started_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
-                &[&request, &req.builder, &number, &worker, &lease, &now],
-                |r| r.get(0),
-            )?;
-            tx.execute(
-                "UPDATE builders SET last_build = ?2 WHERE name = ?1",
-                &[&req.builder, &id],
-            )?;
-            Ok((id, number))
+            let Some((&first, others)) = requests.split_first() else {
+                return Err(Error::Invalid("a build without a request".into()));
+            };
+            claim_request_in(tx, first, lease, now)?;
+            let not_merged = others
+                .iter()
+                .filter_map(|&other| {
+                    merge_request_in(tx, other, first, now)
+                        .err()
+                        .map(|e| (other, e))
+                })
+                .collect();
+            let (id, number) = create_build_in(tx, first, &worker, lease, now)?;
+            Ok(StartedBuild {
+                id,
+                number,
+                not_merged,
+            })
         })
         .await
     }
@@ -680,4 +673,69 @@ fn close_build(
         &[&build, &now, &result, &state],
     )?;
     Ok(())
+}
+
+/// A build created by [`Store::start_build`].
+#[derive(Debug)]
+pub struct StartedBuild {
+    /// The build's id.
+    pub id: BuildId,
+    /// Its number in its builder.
+    pub number: u32,
+    /// The requests that could not ride along, with the reason.
+    pub not_merged: Vec<(RequestId, Error)>,
+}
+
+/// [`Store::create_build`] inside a write transaction.
+fn create_build_in(
+    tx: &Tx<'_>,
+    request: RequestId,
+    worker: &str,
+    lease: Lease,
+    now: Timestamp,
+) -> Result<(BuildId, u32)> {
+    let req = require_request(tx, request)?;
+    if req.state != RequestState::Claimed {
+        return Err(Error::RequestState {
+            id: request,
+            state: req.state,
+            expected: "claimed",
+        });
+    }
+    if req.claimed_by != Some(lease) {
+        return Err(Error::RequestLease {
+            id: request,
+            claimed: req.claimed_by,
+            presented: lease,
+        });
+    }
+    if let Some(main) = req.merged_into {
+        return Err(Error::Invalid(format!(
+            "build request {request} rides with request {main}: build that one"
+        )));
+    }
+    if let Some(build) = running_build(tx, request)? {
+        return Err(Error::BuildRunning { id: request, build });
+    }
+    tx.execute(
+        "INSERT INTO builders (name) VALUES (?1) ON CONFLICT DO NOTHING",
+        &[&req.builder],
+    )?;
+    let number: u32 = tx.query_one(
+        "UPDATE builders SET next_number = next_number + 1 WHERE name = ?1
+         RETURNING next_number - 1",
+        &[&req.builder],
+        |r| r.get(0),
+    )?;
+    let id: BuildId = tx.query_one(
+        "INSERT INTO builds (request, builder, number, worker, lease, started_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+        &[&request, &req.builder, &number, &worker, &lease, &now],
+        |r| r.get(0),
+    )?;
+    tx.execute(
+        "UPDATE builders SET last_build = ?2 WHERE name = ?1",
+        &[&req.builder, &id],
+    )?;
+    Ok((id, number))
 }

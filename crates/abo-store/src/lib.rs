@@ -33,10 +33,12 @@
 //!   run on tokio's blocking pool.
 //! - Build requests ([`NewRequest`], [`BuildRequest`]): `queued → claimed → complete`.
 //!   [`Store::claim_request`] is atomic (one of two claimers wins), a claim carries a
-//!   [`Lease`], and builds, steps and logs are written only with the lease of their build
-//!   ([`Error::StaleLease`] otherwise). [`Store::finish_build`] completes the build's
-//!   requests in the same transaction, and [`Store::mark_interrupted_builds`] (at master
-//!   start) finishes what a crash left running and puts its requests back in the queue.
+//!   [`Lease`], [`Store::start_build`] (the master's dispatch) claims, merges and creates
+//!   the build in one transaction, and builds, steps and logs are written only with the
+//!   lease of their build ([`Error::StaleLease`] otherwise). [`Store::finish_build`]
+//!   completes the build's requests in the same transaction, and
+//!   [`Store::mark_interrupted_builds`] (at master start) finishes what a crash left
+//!   running and puts its requests back in the queue.
 //! - Builds and steps ([`Build`], [`Step`], [`BuildDetails`], [`BuilderSummary`]) and the
 //!   queries the API pages on ([`Store::list_builds`] by id, newest first).
 //! - Logs: [`LogWriter`] appends output as it arrives in compressed chunks of at most
@@ -84,8 +86,8 @@ mod users;
 mod views;
 
 pub use builds::{
-    Build, BuildDetails, BuilderSummary, Interrupted, Properties, Step, StepDetails, StepOutcome,
-    StepUrl, MAX_PAGE,
+    Build, BuildDetails, BuilderSummary, Interrupted, Properties, StartedBuild, Step, StepDetails,
+    StepOutcome, StepUrl, MAX_PAGE,
 };
 pub use changes::{Change, NewChange, PollerMark, PushRecord, SchedulerTimer};
 pub use error::{Error, Result};

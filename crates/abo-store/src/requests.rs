@@ -174,6 +174,52 @@ fn state_error(req: &BuildRequest, expected: &'static str) -> Error {
     }
 }
 
+/// [`Store::claim_request`] inside a write transaction.
+pub(crate) fn claim_request_in(
+    tx: &Tx<'_>,
+    id: RequestId,
+    lease: Lease,
+    now: Timestamp,
+) -> Result<()> {
+    let n = tx.execute(
+        "UPDATE build_requests SET state = 'claimed', claimed_by = ?2, claimed_at = ?3
+         WHERE id = ?1 AND state = 'queued'",
+        &[&id, &lease, &now],
+    )?;
+    if n == 1 {
+        return Ok(());
+    }
+    Err(state_error(&require_request(tx, id)?, "queued"))
+}
+
+/// [`Store::merge_request`] inside a write transaction. A refusal changes nothing.
+pub(crate) fn merge_request_in(
+    tx: &Tx<'_>,
+    id: RequestId,
+    into: RequestId,
+    now: Timestamp,
+) -> Result<()> {
+    let target = require_request(tx, into)?;
+    if target.state != RequestState::Claimed {
+        return Err(state_error(&target, "claimed"));
+    }
+    if target.merged_into.is_some() || id == into {
+        return Err(Error::Invalid(format!(
+            "build request {into} is itself merged; merge into the request it rides with"
+        )));
+    }
+    let n = tx.execute(
+        "UPDATE build_requests
+         SET state = 'claimed', claimed_by = ?2, claimed_at = ?3, merged_into = ?4
+         WHERE id = ?1 AND state = 'queued'",
+        &[&id, &target.claimed_by, &now, &into],
+    )?;
+    if n == 1 {
+        return Ok(());
+    }
+    Err(state_error(&require_request(tx, id)?, "queued"))
+}
+
 impl Store {
     /// Persists a build request (and its links to changes); it is on disk when this
     /// returns, before anything else happens with it.
@@ -225,18 +271,8 @@ impl Store {
     /// Claims a queued request for one dispatch. Atomic: of two claimers, one gets `Ok` and
     /// the other [`Error::RequestState`] (also across processes sharing the file).
     pub async fn claim_request(&self, id: RequestId, lease: Lease, now: Timestamp) -> Result<()> {
-        self.write(move |tx| {
-            let n = tx.execute(
-                "UPDATE build_requests SET state = 'claimed', claimed_by = ?2, claimed_at = ?3
-                 WHERE id = ?1 AND state = 'queued'",
-                &[&id, &lease, &now],
-            )?;
-            if n == 1 {
-                return Ok(());
-            }
-            Err(state_error(&require_request(tx, id)?, "queued"))
-        })
-        .await
+        self.write(move |tx| claim_request_in(tx, id, lease, now))
+            .await
     }
 
     /// Makes the queued request `id` ride along with the claimed request `into`: it takes
@@ -247,28 +283,8 @@ impl Store {
         into: RequestId,
         now: Timestamp,
     ) -> Result<()> {
-        self.write(move |tx| {
-            let target = require_request(tx, into)?;
-            if target.state != RequestState::Claimed {
-                return Err(state_error(&target, "claimed"));
-            }
-            if target.merged_into.is_some() || id == into {
-                return Err(Error::Invalid(format!(
-                    "build request {into} is itself merged; merge into the request it rides with"
-                )));
-            }
-            let n = tx.execute(
-                "UPDATE build_requests
-                 SET state = 'claimed', claimed_by = ?2, claimed_at = ?3, merged_into = ?4
-                 WHERE id = ?1 AND state = 'queued'",
-                &[&id, &target.claimed_by, &now, &into],
-            )?;
-            if n == 1 {
-                return Ok(());
-            }
-            Err(state_error(&require_request(tx, id)?, "queued"))
-        })
-        .await
+        self.write(move |tx| merge_request_in(tx, id, into, now))
+            .await
     }
 
     /// Puts a claimed request (and those merged into it) back in the queue, for a dispatch

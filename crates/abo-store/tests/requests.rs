@@ -228,6 +228,54 @@ async fn requeue_complete_and_merge(backend: Backend) {
     assert!(s.queued_requests().await.unwrap().is_empty());
 }
 
+/// `start_build`: claim, merges and build in one transaction. A request taken meanwhile
+/// is left out (and returned); a refused claim changes nothing, not even the merges.
+async fn start_build_claims_merges_and_creates_at_once(backend: Backend) {
+    let (_db, s) = store_on(backend).await;
+    let r1 = s.submit_request(NewRequest::new("b", t(1))).await.unwrap();
+    let r2 = s.submit_request(NewRequest::new("b", t(1))).await.unwrap();
+    let taken = s.submit_request(NewRequest::new("b", t(1))).await.unwrap();
+    s.claim_request(taken, Lease(9), t(2)).await.unwrap();
+
+    let started = s
+        .start_build(vec![r1, r2, taken], "w", Lease(3), t(3))
+        .await
+        .unwrap();
+    assert_eq!(started.number, 1);
+    assert_eq!(started.not_merged.len(), 1);
+    assert_eq!(started.not_merged[0].0, taken);
+    assert!(
+        matches!(started.not_merged[0].1, Error::RequestState { .. }),
+        "{:?}",
+        started.not_merged
+    );
+    let build = s.get_build(started.id).await.unwrap().unwrap().build;
+    assert_eq!((build.request, build.lease), (r1, Lease(3)));
+    let rider = s.get_request(r2).await.unwrap().unwrap();
+    assert_eq!(
+        (rider.state, rider.claimed_by, rider.merged_into),
+        (RequestState::Claimed, Some(Lease(3)), Some(r1))
+    );
+    let other = s.get_request(taken).await.unwrap().unwrap();
+    assert_eq!(
+        (other.claimed_by, other.merged_into),
+        (Some(Lease(9)), None)
+    );
+
+    // The first request is no longer queued: refused, and the second is not merged.
+    let r4 = s.submit_request(NewRequest::new("b", t(4))).await.unwrap();
+    assert!(matches!(
+        s.start_build(vec![r1, r4], "w", Lease(4), t(4)).await,
+        Err(Error::RequestState { .. })
+    ));
+    let r = s.get_request(r4).await.unwrap().unwrap();
+    assert_eq!((r.state, r.merged_into), (RequestState::Queued, None));
+    assert!(matches!(
+        s.start_build(Vec::new(), "w", Lease(5), t(5)).await,
+        Err(Error::Invalid(_))
+    ));
+}
+
 async fn retry_puts_the_request_and_its_riders_back_in_the_queue(backend: Backend) {
     let (_db, s) = store_on(backend).await;
     let r1 = s.submit_request(NewRequest::new("b", t(1))).await.unwrap();
@@ -607,7 +655,7 @@ async fn unreadable_stored_values_are_errors_not_panics(backend: Backend) {
 on_both!(tokio::test => submitted_requests_are_durable_and_queued_in_order,
     of_two_claimers_one_wins,
     a_restart_finishes_interrupted_builds_and_requeues_their_requests,
-    unreadable_stored_values_are_errors_not_panics, requeue_complete_and_merge, retry_puts_the_request_and_its_riders_back_in_the_queue, builds_are_numbered_per_builder_and_need_the_claim_lease, steps_are_written_only_with_the_current_lease, a_log_writer_of_a_finished_build_is_refused, builders_summary_and_build_pages);
+    unreadable_stored_values_are_errors_not_panics, requeue_complete_and_merge, start_build_claims_merges_and_creates_at_once, retry_puts_the_request_and_its_riders_back_in_the_queue, builds_are_numbered_per_builder_and_need_the_claim_lease, steps_are_written_only_with_the_current_lease, a_log_writer_of_a_finished_build_is_refused, builders_summary_and_build_pages);
 
 on_both!(tokio::test(flavor = "multi_thread", worker_threads = 2) =>
     two_masters_on_one_database_never_claim_the_same_request);

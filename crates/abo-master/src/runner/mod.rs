@@ -4,8 +4,8 @@
 //!
 //! The rules it keeps (the engine's contract):
 //! - **Persist first, then tell.** A request is in the store before the engine hears of it;
-//!   a build is created in the store (`claim_request` + `create_build`) before the engine
-//!   gets `BuildCreated`.
+//!   a build is created in the store (`start_build`: claim, merges and build in one
+//!   transaction) before the engine gets `BuildCreated`.
 //! - **Actions in order.** The actions of one `handle` call are carried out one after the
 //!   other; events they produce (`BuildCreated`, a failed `RunStep`) are queued and handled
 //!   before any outside input.
@@ -684,7 +684,8 @@ impl Runner {
         }
     }
 
-    /// Claims the requests with the lease and creates their build.
+    /// Claims the requests with the lease and creates their build, in one transaction:
+    /// if it fails, nothing is claimed.
     async fn create_build(
         &self,
         requests: &[RequestId],
@@ -692,32 +693,20 @@ impl Runner {
         lease: abo_store::Lease,
         now: abo_store::Timestamp,
     ) -> Result<(abo_store::BuildId, u32), abo_store::Error> {
-        let store = &self.shared.store;
-        let Some(first) = requests.first() else {
-            return Err(abo_store::Error::Invalid(
-                "a build without a request".into(),
-            ));
-        };
-        let first = abo_store::RequestId(first.0);
-        store.claim_request(first, lease, now).await?;
-        for other in &requests[1..] {
-            if let Err(e) = store
-                .merge_request(abo_store::RequestId(other.0), first, now)
-                .await
-            {
-                tracing::warn!(request = other.0, "cannot merge into request {first}: {e}");
-            }
+        let ids = requests.iter().map(|r| abo_store::RequestId(r.0)).collect();
+        let started = self
+            .shared
+            .store
+            .start_build(ids, worker, lease, now)
+            .await?;
+        for (request, e) in &started.not_merged {
+            tracing::warn!(
+                request = request.0,
+                "cannot merge into request {}: {e}",
+                requests[0].0
+            );
         }
-        match store.create_build(first, worker, lease, now).await {
-            Ok(created) => Ok(created),
-            Err(e) => {
-                // Leave nothing claimed by a dispatch that did not happen.
-                for r in requests {
-                    let _ = store.requeue_request(abo_store::RequestId(r.0)).await;
-                }
-                Err(e)
-            }
-        }
+        Ok((started.id, started.number))
     }
 
     async fn run_step(

@@ -181,15 +181,12 @@ pub(crate) fn claim_request_in(
     lease: Lease,
     now: Timestamp,
 ) -> Result<()> {
-    let n = tx.execute(
+    let changed = tx.execute(
         "UPDATE build_requests SET state = 'claimed', claimed_by = ?2, claimed_at = ?3
          WHERE id = ?1 AND state = 'queued'",
         &[&id, &lease, &now],
     )?;
-    if n == 1 {
-        return Ok(());
-    }
-    Err(state_error(&require_request(tx, id)?, "queued"))
+    changed_while_queued(tx, id, changed)
 }
 
 /// [`Store::merge_request`] inside a write transaction. A refusal changes nothing.
@@ -208,13 +205,19 @@ pub(crate) fn merge_request_in(
             "build request {into} is itself merged; merge into the request it rides with"
         )));
     }
-    let n = tx.execute(
+    let changed = tx.execute(
         "UPDATE build_requests
          SET state = 'claimed', claimed_by = ?2, claimed_at = ?3, merged_into = ?4
          WHERE id = ?1 AND state = 'queued'",
         &[&id, &target.claimed_by, &now, &into],
     )?;
-    if n == 1 {
+    changed_while_queued(tx, id, changed)
+}
+
+/// The end of an UPDATE guarded by `state = 'queued'`: `Ok` if it changed the request's
+/// row, else the state the request is in (or that there is none).
+fn changed_while_queued(tx: &Tx<'_>, id: RequestId, changed: u64) -> Result<()> {
+    if changed == 1 {
         return Ok(());
     }
     Err(state_error(&require_request(tx, id)?, "queued"))
